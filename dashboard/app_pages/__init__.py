@@ -1,0 +1,1 @@
+"""One module per page; each runs top to bottom when Streamlit executes it."""

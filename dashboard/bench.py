@@ -1,0 +1,97 @@
+"""Responsiveness of the dashboard, as rows of the ``bench`` table (no Streamlit import).
+
+Measures what happens on the server after a slider change on the playground at
+default settings (the reference Gaussian, eps 0.3, 1000 steps, 500 chains):
+
+- ``figures``: building every figure of the page from a finished run;
+- ``page``: the whole response: the run itself, its summary, and the figures;
+- ``size``: the largest figure sent to the browser, at 500 and at 100,000 chains.
+
+Registered as ``dashboard`` in :data:`ebmcore.bench.BENCHES` when imported.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+from dashboard import plots
+from ebmcore.density import quadrature
+from ebmcore.runner import SampleConfig, sample
+from ebmcore.summary import GRID, summarize
+from ebmcore.targets import make_target
+
+__all__ = ["build_figures", "dashboard_bench", "measure"]
+
+BUDGET_S = 0.150  # what a slider change may cost on the server at default settings
+
+
+def build_figures(gd, trace, summary) -> dict:
+    """The playground's figures for a finished run (what the page draws)."""
+    pts = trace.x[trace.alive]
+    return {
+        "chains": plots.chains_figure(gd, pts, paths=trace.paths),
+        "replay": plots.replay_figure(gd, trace.steps, trace.positions),
+        "marginals": plots.marginals_figure(gd, pts),
+        "curves": plots.curves_figure(summary.likelihood_steps, summary.likelihood,
+                                      summary.neg_entropy, trace.mean_energy,
+                                      log_z=summary.log_z, total=trace.config.steps),
+    }
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _row(impl: str, chains: int, seconds: float, nbytes: int | None) -> dict:
+    return {"bench": "dashboard", "impl": impl, "target": "gaussian", "chains": chains,
+            "steps": SampleConfig().steps, "seconds": seconds,
+            "rate": 1.0 / seconds if seconds > 0 else float("nan"), "unit": "responses/s",
+            "bytes": nbytes, "budget_s": BUDGET_S, "load1": os.getloadavg()[0]}
+
+
+def measure(quick: bool = False) -> list[dict]:
+    """Figure build time, full response time and figure sizes (see the module docstring)."""
+    repeats = 2 if quick else 7
+    target = make_target("gaussian")
+    gd = quadrature(target.energy, target.box, GRID)
+    rows = []
+    for chains in (500, 100_000):
+        cfg = SampleConfig(chains=chains)
+        trace = sample(target, cfg)
+        summary = summarize(trace, target, gd)
+        figs = build_figures(gd, trace, summary)
+        size = max(plots.figure_bytes(f) for f in figs.values())
+        def figures(trace=trace, summary=summary) -> None:
+            for f in build_figures(gd, trace, summary).values():
+                f.to_json(validate=False)  # what Streamlit sends: building + serialising
+
+        t_fig = _median_time(figures, repeats)
+        rows.append(_row("figures after a slider change (build + JSON)", chains, t_fig, size))
+        if chains == 500:
+            def page(cfg=cfg) -> None:
+                tr = sample(target, cfg)
+                for f in build_figures(gd, tr, summarize(tr, target, gd)).values():
+                    f.to_json(validate=False)
+
+            rows.append(_row("whole response (run + summary + figures)", chains,
+                             _median_time(page, repeats), size))
+        if quick:
+            break
+    return rows
+
+
+try:  # ebmcore's bench table, when present, gets a `dashboard` row
+    from ebmcore.bench import register_bench
+except ImportError:  # pragma: no cover - depends on the checkout
+    dashboard_bench = measure
+else:
+    dashboard_bench = register_bench("dashboard")(measure)

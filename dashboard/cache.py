@@ -1,0 +1,59 @@
+"""Process-wide caches of immutable ebmcore objects: built targets and exact densities.
+
+A target is identified by a hashable key: ``("gaussian", (("cov", (2.0, 1.0, 1.0,
+2.0)), ("mean", (0.0, 0.0))))`` for a registry target with validated
+parameters, ``("formula", expr, box)`` for a typed formula.  Targets and
+densities never change once built, so every session may share them.
+Exceptions are not cached: a bad key raises again next time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from ebmcore.data import Dataset, make_dataset
+from ebmcore.density import GridDensity, quadrature
+from ebmcore.energies import Target, ValidationError
+from ebmcore.summary import GRID
+
+__all__ = ["TargetKey", "dataset", "density", "target", "target_key"]
+
+TargetKey = tuple  # ("name", ((param, value), ...)) or ("formula", expr, box)
+
+
+def target_key(name: str, params: dict[str, object]) -> TargetKey:
+    """Validate a registry target's parameters and return its cache key."""
+    from ebmcore.targets import TARGETS
+
+    spec = TARGETS.get(name)
+    if spec is None:
+        raise ValidationError(f"unknown target {name!r}; known targets: {', '.join(TARGETS)}")
+    values = tuple((k, p.validate(k, params.get(k, p.default))) for k, p in spec.params.items())
+    return (name, values)
+
+
+@lru_cache(maxsize=32)
+def target(key: TargetKey) -> Target:
+    """The target for ``key`` (built once per process)."""
+    if key[0] == "formula":
+        from ebmcore.formula import formula_target
+
+        _, expr, box = key
+        return formula_target(expr, box)
+    from ebmcore.targets import make_target
+
+    name, values = key
+    return make_target(name, **dict(values))
+
+
+@lru_cache(maxsize=32)
+def density(key: TargetKey) -> GridDensity:
+    """The exact density of ``target(key)`` on its box (``GRID`` cells per side)."""
+    t = target(key)
+    return quadrature(t.energy, t.box, GRID)
+
+
+@lru_cache(maxsize=16)
+def dataset(name: str, seed: int = 0) -> Dataset:
+    """Train / test points of data set ``name`` (2000 / 1000 points, seeded)."""
+    return make_dataset(name, n_train=2000, n_test=1000, seed=seed)

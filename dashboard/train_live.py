@@ -1,0 +1,132 @@
+"""Step logic of the training page as plain functions: start, advance, pause, resume, stop.
+
+A :class:`TrainSession` holds an ebmcore trainer (MLE ``Trainer`` or, where it
+exists, ``AdversarialTrainer``) and what the page draws: the last event and the
+per-iteration losses.  Trainers pause exactly between iterations when their
+``run`` generator is broken off, so advancing by a time budget per tick is the
+same run as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ebmcore.data import Dataset
+from ebmcore.energies import ValidationError
+from ebmcore.models import ModelConfig
+from ebmcore.training import METHODS, TrainConfig, Trainer
+
+try:  # the adversarial trainer is optional: no control for a feature that is not there
+    from ebmcore.adversarial import AdversarialConfig, AdversarialTrainer
+except ImportError:  # pragma: no cover - depends on the checkout
+    AdversarialConfig = AdversarialTrainer = None  # type: ignore[assignment,misc]
+
+__all__ = ["ADVERSARIAL", "ALL_METHODS", "TrainSession", "advance", "checkpoint_bytes",
+           "load_checkpoint_bytes", "make_trainer", "metrics_rows", "start"]
+
+ADVERSARIAL = "adversarial"
+ALL_METHODS = (*METHODS, ADVERSARIAL) if AdversarialTrainer is not None else tuple(METHODS)
+
+
+@dataclass
+class TrainSession:
+    """A training run as the page keeps it."""
+
+    key: tuple  # the settings it was started with
+    trainer: Any  # Trainer or AdversarialTrainer
+    status: str = "paused"  # running, paused, finished, stopped
+    last: Any = None  # last TrainEvent
+    losses: list = field(default_factory=list)  # (iteration, loss) per iteration
+    error: str | None = None  # message if a step raised
+    compute_s: float = 0.0  # seconds spent training (this session)
+    iters_done: int = 0  # iterations run in this session (for the rate)
+
+    @property
+    def rate(self) -> float:
+        """Iterations per second so far."""
+        return self.iters_done / self.compute_s if self.compute_s > 0 else 0.0
+
+    @property
+    def adversarial(self) -> bool:
+        return AdversarialTrainer is not None and isinstance(self.trainer, AdversarialTrainer)
+
+
+def make_trainer(dataset: Dataset, method: str, model: ModelConfig, *, eps: float | None,
+                 steps: int | None, noise: bool, lr: float | None, iters: int | None,
+                 seed: int, flow: str = "langevin", flow_steps: int | None = None) -> Any:
+    """A fresh trainer; ValidationError on bad settings."""
+    if method == ADVERSARIAL:
+        if AdversarialTrainer is None:
+            raise ValidationError("adversarial training is not available in this version")
+        cfg = AdversarialConfig(flow=flow, flow_steps=flow_steps, flow_step_size=eps, lr=lr,
+                                iters=iters, seed=seed)
+        return AdversarialTrainer(dataset, cfg, model)
+    cfg = TrainConfig(method=method, iters=iters, lr=lr, step_size=eps,
+                      steps=None if method == "exact" else steps,
+                      noise=None if noise else 0.0, seed=seed)
+    return Trainer(dataset, cfg, model)
+
+
+def start(key: tuple, trainer: Any) -> TrainSession:
+    """A session around ``trainer``, running."""
+    return TrainSession(key, trainer, status="running")
+
+
+def advance(s: TrainSession, budget_s: float) -> TrainSession:
+    """Train until ``budget_s`` seconds are spent (at least one iteration) or the run ends."""
+    if s.status != "running":
+        return s
+    t0 = time.perf_counter()
+    try:
+        for ev in s.trainer.run():
+            s.last = ev
+            s.losses.append((ev.iteration, ev.loss))
+            s.iters_done += 1
+            if ev.finished or time.perf_counter() - t0 >= budget_s:
+                break
+    except Exception as exc:  # never take the page down
+        s.error = f"training stopped with an error: {exc}"
+        s.status = "stopped"
+    s.compute_s += time.perf_counter() - t0
+    if s.status == "running" and s.trainer.finished:
+        s.status = "finished"
+    return s
+
+
+def metrics_rows(s: TrainSession) -> list[dict]:
+    """The exact-metric rows so far (one per evaluation)."""
+    return list(s.trainer.history)
+
+
+def checkpoint_bytes(s: TrainSession) -> bytes:
+    """The trainer's resumable checkpoint as bytes."""
+    fd, path = tempfile.mkstemp(suffix=".pt")
+    os.close(fd)
+    try:
+        s.trainer.save(path)
+        with open(path, "rb") as f:
+            return f.read()
+    finally:
+        os.unlink(path)
+
+
+def load_checkpoint_bytes(data: bytes) -> Any:
+    """A paused trainer resumed from checkpoint bytes; CheckpointError/ValidationError if bad."""
+    from ebmcore.checkpoint import load_checkpoint
+
+    fd, path = tempfile.mkstemp(suffix=".pt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        ck = load_checkpoint(path)
+        if ck.method == ADVERSARIAL:
+            if AdversarialTrainer is None:
+                raise ValidationError("this checkpoint is adversarial, not available here")
+            return AdversarialTrainer.resume(path)
+        return Trainer.resume(path)
+    finally:
+        os.unlink(path)

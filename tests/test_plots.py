@@ -1,0 +1,185 @@
+"""The dashboard's pure figure builders: content, fixed ranges, point caps, size, validity."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from dashboard import figkit, plots, plots_train
+from ebmcore.density import quadrature
+from ebmcore.energies import Target
+from ebmcore.runner import SampleConfig, sample
+from ebmcore.sweep import SweepPoint
+
+BOX = (-4.0, 4.0, -3.0, 5.0)
+
+
+def _gauss(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * ((x - torch.tensor([0.0, 1.0], dtype=x.dtype)) ** 2).sum(1)
+
+
+@pytest.fixture(scope="module")
+def gd():
+    return quadrature(_gauss, BOX, 256)
+
+
+@pytest.fixture(scope="module")
+def trace():
+    t = Target("g", _gauss, BOX, grad=lambda x: x - torch.tensor([0.0, 1.0], dtype=x.dtype))
+    return sample(t, SampleConfig(steps=200, chains=300, seed=1))
+
+
+def valid(fig: go.Figure) -> go.Figure:
+    """Check the figure with Plotly's validation on (raises on any invalid property).
+
+    Builders skip validation for speed; this is where it happens instead.
+    """
+    go.Figure(fig.to_dict())
+    return fig
+
+
+def by_type(fig: go.Figure, *types: str) -> list:
+    return [t for t in fig.data if t.type in types]
+
+
+def test_decimate_keeps_ends_and_caps():
+    assert list(figkit.decimate(5, 10)) == [0, 1, 2, 3, 4]
+    idx = figkit.decimate(1000, 7)
+    assert len(idx) == 7 and idx[0] == 0 and idx[-1] == 999 and np.all(np.diff(idx) > 0)
+    assert list(figkit.decimate(10, 1)) == [9] and len(figkit.decimate(10, 0)) == 0
+
+
+def test_chains_figure_content_and_fixed_box(gd, trace):
+    fig = valid(plots.chains_figure(gd, trace.x, paths=trace.paths, n_paths=2, title="t"))
+    (contour,) = by_type(fig, "contour")
+    assert contour.z.shape[0] <= plots.MAX_CELLS and contour.showscale is False
+    scatters = by_type(fig, "scatter", "scattergl")
+    (pts,) = [t for t in scatters if t.mode == "markers" and t.name.startswith("chains")]
+    assert len(pts.x) == 300 and pts.type == "scatter"  # few points: SVG
+    assert len([t for t in scatters if t.mode == "lines"]) == 2
+    assert list(fig.layout.xaxis.range) == [-4, 4] and list(fig.layout.yaxis.range) == [-3, 5]
+    assert fig.layout.yaxis.scaleanchor == "x"
+
+
+def test_many_chains_are_capped_drawn_in_webgl_and_light(gd):
+    x = torch.randn(100_000, 2)
+    fig = plots.chains_figure(gd, x)
+    pts = by_type(fig, "scattergl")[0]
+    assert len(pts.x) == plots.MAX_POINTS and "of 100,000 drawn" in pts.name
+    assert figkit.figure_bytes(fig) < figkit.MAX_FIGURE_BYTES
+
+
+def test_non_finite_points_are_not_drawn(gd):
+    x = torch.tensor([[0.0, 0.0], [float("nan"), 1.0], [1.0, float("inf")]])
+    pts = by_type(plots.chains_figure(gd, x), "scatter", "scattergl")[-1]
+    assert len(pts.x) == 1
+
+
+def test_replay_frames_are_capped_and_animate_the_chains(gd):
+    steps = torch.arange(0, 1001)
+    positions = torch.randn(1001, 100_000, 2)
+    fig = valid(plots.replay_figure(gd, steps, positions, max_frames=40, max_points=300))
+    assert len(fig.frames) == 40
+    assert fig.frames[0].name == "0" and fig.frames[-1].name == "1000"
+    assert all(len(f.data[0].x) == 300 and f.traces == (0,) for f in fig.frames)
+    # the density is a picture under the plot: Plotly's animations drop contour traces
+    assert by_type(fig, "contour") == [] and fig.layout.images[0].layer == "below"
+    assert fig.layout.images[0].source.startswith("data:image/png;base64,")
+    assert [b.label for b in fig.layout.updatemenus[0].buttons] == ["play", "pause"]
+    assert len(fig.layout.sliders[0].steps) == 40
+    assert list(fig.layout.xaxis.range) == [-4, 4]  # fixed while it plays
+    assert figkit.figure_bytes(fig) < figkit.MAX_FIGURE_BYTES
+
+
+def test_marginals_are_normalised_histograms_against_exact(gd):
+    rng = np.random.default_rng(0)
+    pts = rng.normal([0.0, 1.0], 1.0, size=(20_000, 2))
+    fig = valid(plots.marginals_figure(gd, pts, bins=40))
+    bars = by_type(fig, "bar")
+    assert len(bars) == 2
+    for bar, (lo, hi) in zip(bars, ((-4, 4), (-3, 5)), strict=True):
+        width = (hi - lo) / 40
+        # all but the tails beyond 4 sd (6e-5 of the mass) fall inside the box: integral ~ 1
+        assert float(np.sum(bar.y) * width) == pytest.approx(1.0, abs=2e-3)
+    exact = [t for t in fig.data if t.name == "exact"]
+    assert len(exact) == 2 and exact[0].line.dash == "dash"
+
+
+def test_curves_show_the_exact_levels_fixed_x_and_burn_in(gd, trace):
+    lik = -trace.mean_energy - gd.log_z
+    fig = valid(plots.curves_figure(trace.steps, lik, gd.neg_entropy, trace.mean_energy,
+                                    log_z=gd.log_z, burn_in=50, total=200))
+    ref = [t for t in fig.data if t.legendgroup == "exact"]
+    assert float(ref[0].y[0]) == pytest.approx(gd.neg_entropy)
+    assert float(ref[1].y[0]) == pytest.approx(-gd.neg_entropy - gd.log_z)  # E_p[E]
+    assert list(fig.layout.xaxis.range) == [0, 200] and list(fig.layout.xaxis2.range) == [0, 200]
+    assert len(fig.layout.shapes) == 2 and fig.layout.shapes[0].x1 == 50
+    lo, hi = fig.layout.yaxis.range
+    assert lo < gd.neg_entropy < hi
+
+
+def test_curves_with_a_map_run(gd, trace):
+    lik = -trace.mean_energy - gd.log_z
+    fig = valid(plots.curves_figure(trace.steps, lik, gd.neg_entropy, trace.mean_energy,
+                                    map_likelihood=lik + 1.0, map_energy=trace.mean_energy))
+    assert sum(t.name == "noise off (MAP)" for t in fig.data) == 2
+
+
+def test_twin_panels_share_fixed_axes(gd):
+    left, right = torch.randn(500, 2), torch.zeros(500, 2)
+    fig = valid(plots.twin_figure(gd, left, right, titles=("SGLD", "MAP")))
+    assert len(by_type(fig, "contour")) == 2
+    assert list(fig.layout.xaxis.range) == list(fig.layout.xaxis2.range) == [-4, 4]
+    assert list(fig.layout.yaxis2.range) == [-3, 5]
+    assert [a.text for a in fig.layout.annotations] == ["SGLD", "MAP"]
+    assert fig.layout.xaxis.domain[1] < fig.layout.xaxis2.domain[0]
+
+
+def test_sweep_figure_lines_floor_and_fixed_log_axes():
+    pts = [SweepPoint(s, e, 100, tv, 0.04, 0, None, 0.1) for s, e, tv in
+           (("sgld", 0.1, 0.05), ("mala", 0.1, 0.04), ("sgld", 1.0, 0.3), ("mala", 1.0, 0.0))]
+    fig = valid(plots.sweep_figure(pts, eps_range=(0.1, 1.0)))
+    names = [t.name for t in fig.data]
+    assert names == ["SGLD", "MALA", "floor (exact iid samples)"]
+    assert list(fig.data[0].x) == [0.1, 1.0] and fig.data[1].y[1] == plots.TV_MIN  # 0 on log
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    assert fig.layout.yaxis.range[0] == pytest.approx(np.log10(plots.TV_MIN))
+    assert valid(plots.sweep_figure([])).data == ()  # empty while the first run computes
+
+
+def test_model_figure_with_buffer_and_negatives(gd):
+    fig = valid(plots_train.model_figure(BOX, gd, torch.randn(5000, 2), torch.randn(256, 2),
+                                         buffer=torch.randn(10_000, 2)))
+    names = [t.name for t in fig.data]
+    assert names[0] == "p_θ" and names[-1] == "negatives" and "replay buffer (10,000)" in names
+    assert all(len(t.x) <= 3000 for t in fig.data if t.type != "contour")
+    assert list(fig.layout.xaxis.range) == [-4, 4]
+    assert by_type(valid(plots_train.model_figure(BOX, None, torch.randn(5, 2), None)),
+                   "contour") == []
+
+
+def test_training_curves_exact_and_adversarial():
+    rows = [{"iteration": i, "nll_train": 3 - i / 1000, "nll_test": 3.1 - i / 1000,
+             "kl": 1 / i, "log_z": 2.0, "bound": 1.9, "gap": 0.1} for i in (50, 100, 150)]
+    losses = [(i, 0.01 * i) for i in range(1, 151)]
+    fig = valid(plots_train.training_curves(rows, losses, total=3000, entropy=2.1,
+                                            adversarial=True))
+    names = [t.name for t in fig.data]
+    for name in ("train NLL", "test NLL", "data entropy (best possible)", "KL", "exact log Z",
+                 "bound (≤ log Z)", "gap = KL(q ‖ p_θ)", "loss"):
+        assert name in names
+    assert list(fig.layout.xaxis4.range) == [0, 3000]
+    plain = valid(plots_train.training_curves([{"iteration": 50, "nll_train": 3.0,
+                                                "kl": None}], [], total=100))
+    assert "bound (≤ log Z)" not in [t.name for t in plain.data]
+    assert any("no KL" in a.text for a in plain.layout.annotations)
+
+
+def test_grid_layout_domains_are_inside_the_unit_square():
+    layout, refs = figkit.grid_layout(2, 2, titles=("a", "b", "c", "d"), vspace=0.18)
+    assert refs == [("x", "y"), ("x2", "y2"), ("x3", "y3"), ("x4", "y4")]
+    for k in ("xaxis", "yaxis", "xaxis4", "yaxis4"):
+        lo, hi = layout[k]["domain"]
+        assert 0 <= lo < hi <= 1
