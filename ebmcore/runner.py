@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .energies import Box, Target, ValidationError
-from .samplers import SAMPLERS, init_state
+from .fast import inplace_grad, sgld_loop
+from .samplers import SAMPLERS, SamplerState, init_state
 
 __all__ = ["MAX_CHAINS", "MAX_STEPS", "Progress", "SampleConfig", "Trace", "run", "sample"]
 
@@ -162,8 +163,87 @@ def _far_limit(box: Box) -> float:
     return 100.0 * max(x1 - x0, y1 - y0, abs(x0), abs(x1), abs(y0), abs(y1))
 
 
+class _Recorder:
+    """The run's buffers, sized once from the config; all memory is allocated here."""
+
+    def __init__(self, cfg: SampleConfig, x: Tensor, far: float) -> None:
+        n, t = cfg.chains, cfg.steps
+        self.cfg, self.far = cfg, far
+        self.thin = max(1, math.ceil((t + 1) * n / cfg.max_points))
+        self.path_thin = max(1, math.ceil((t + 1) / 5000))
+        self.k = min(cfg.keep_paths, n)
+        self.positions = torch.empty(t // self.thin + 1, n, 2, dtype=cfg.torch_dtype)
+        self.frame_steps = torch.empty(t // self.thin + 1, dtype=torch.long)
+        self.mean_energy = torch.empty(t // self.thin + 1, dtype=torch.float64)
+        n_path = t // self.path_thin + 1
+        self.paths = torch.empty(self.k, n_path, 2, dtype=cfg.torch_dtype, device=cfg.device)
+        self.path_steps = torch.arange(n_path) * self.path_thin
+        self.alive = torch.ones(n, dtype=torch.bool, device=cfg.device)
+        self.frozen = x.clone()  # last checked position of every chain
+        self.first_bad: int | None = None
+        self.frames = 0
+        self.acc_sum, self.acc_count = 0.0, 0
+        self.start = time.perf_counter()
+
+    def check(self, state: SamplerState, step: int) -> SamplerState:
+        """Freeze chains that left the finite world; return the state with them frozen."""
+        ok = (torch.isfinite(state.x).all(1) & torch.isfinite(state.energy)
+              & (state.x.abs() < self.far).all(1))
+        newly = ~ok & self.alive
+        if bool(newly.any()):
+            self.first_bad = step if self.first_bad is None else self.first_bad
+            self.alive &= ~newly
+            dead = ~self.alive
+            state = SamplerState(torch.where(dead[:, None], self.frozen, state.x),
+                                 state.energy.masked_fill(dead, 0.0),
+                                 state.grad.masked_fill(dead[:, None], 0.0))
+        self.frozen = state.x.clone()
+        return state
+
+    def record(self, state: SamplerState, step: int) -> None:
+        f = self.frames
+        self.positions[f] = self.frozen.cpu()
+        self.frame_steps[f] = step
+        self.mean_energy[f] = float(state.energy[self.alive].double().mean())
+        self.frames += 1
+
+    def accept(self, prob: Tensor) -> None:
+        self.acc_sum += float(prob[self.alive].sum())
+        self.acc_count += int(self.alive.sum())
+
+    def clean_paths(self, p: int) -> Tensor:
+        """Paths up to column ``p``, each chain held at its last valid point once it fails."""
+        paths = self.paths[:, :p]
+        ok = torch.isfinite(paths).all(2) & (paths.abs() < self.far).all(2)
+        ok = ok.to(torch.int8).cumprod(1).bool()
+        idx = torch.where(ok, torch.arange(p, device=paths.device), 0).cummax(1).values
+        held = paths.gather(1, idx[:, :, None].expand(-1, -1, 2))
+        held = torch.where(ok[:, :1, None], held, self.frozen[: self.k, None])
+        return held.cpu()
+
+    def trace(self, step: int) -> Trace:
+        acc = self.acc_sum / self.acc_count if self.acc_count else None
+        f, p = self.frames, step // self.path_thin + 1
+        return Trace(self.cfg, self.frozen.cpu().clone(), self.alive.cpu().clone(),
+                     self.frame_steps[:f], self.positions[:f], self.mean_energy[:f], self.thin,
+                     self.path_steps[:p], self.clean_paths(p), acc, self.first_bad,
+                     time.perf_counter() - self.start)
+
+
+def _stops(total: int, *periods: int) -> list[int]:
+    """Sorted steps in ``(0, total]`` that are multiples of any period, plus ``total``."""
+    out = {total}
+    for p in periods:
+        out.update(range(p, total + 1, p))
+    return sorted(out)
+
+
 def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Iterator[Progress]:
     """Run ``config.chains`` chains on ``target``, yielding progress events.
+
+    SGLD on a target with a closed-form gradient runs the in-place loop of
+    :mod:`ebmcore.fast` between recording points; it draws the same random
+    numbers as :func:`ebmcore.samplers.sgld_step`, so results agree to rounding.
 
     Args:
         target: the energy (and its box, used for the initial points and to
@@ -176,81 +256,45 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Itera
     x = _initial_points(target, cfg, gen) if x0 is None else x0.to(cfg.device, cfg.torch_dtype)
     if x.shape != (cfg.chains, 2):
         raise ValidationError(f"initial points must have shape ({cfg.chains}, 2)")
-    kernel = SAMPLERS[cfg.sampler]
-    kw = {"step_size": cfg.step_size, "temperature": cfg.temperature if cfg.noise else 0.0,
-          "grad": target.grad}
+    x = x.detach().clone()  # the in-place loop must never write into the caller's tensor
+    temperature = cfg.temperature if cfg.noise else 0.0
+    kw = {"step_size": cfg.step_size, "temperature": temperature, "grad": target.grad}
     if cfg.sampler == "hmc":
         kw["n_leapfrog"] = cfg.n_leapfrog
-    n, t_total = cfg.chains, cfg.steps
-    thin = max(1, math.ceil((t_total + 1) * n / cfg.max_points))
-    n_frames = t_total // thin + 1
-    k = min(cfg.keep_paths, n)
-    path_thin = max(1, math.ceil((t_total + 1) / 5000))
-    n_path = t_total // path_thin + 1
-    every = cfg.report_every or max(1, t_total // 50)
-    positions = torch.empty(n_frames, n, 2, dtype=cfg.torch_dtype)
-    frame_steps = torch.empty(n_frames, dtype=torch.long)
-    mean_energy = torch.empty(n_frames, dtype=torch.float64)
-    paths = torch.empty(k, n_path, 2, dtype=cfg.torch_dtype)
-    path_steps = torch.arange(n_path) * path_thin
-    alive = torch.ones(n, dtype=torch.bool, device=cfg.device)
-    frozen = x.clone()
-    first_bad: int | None = None
-    acc_sum, acc_count = 0.0, 0
-    far = _far_limit(target.box)
-    state = init_state(target.energy, x, target.grad)
-    start = time.perf_counter()
-
-    def check(step: int) -> None:
-        # Freeze chains that left the finite world; keep the others' position.
-        nonlocal state, first_bad
-        bad = ~(torch.isfinite(state.x).all(1) & torch.isfinite(state.energy)
-                & (state.x.abs() < far).all(1))
-        newly = bad & alive
-        if bool(newly.any()):
-            first_bad = step if first_bad is None else first_bad
-            alive.logical_and_(~newly)
-            col = (~alive)[:, None]
-            xs = torch.where(col, frozen, state.x)
-            state = replace(state, x=xs, energy=torch.where(~alive, torch.zeros_like(state.energy),
-                                                            state.energy),
-                            grad=torch.where(col, torch.zeros_like(state.grad), state.grad))
-        frozen.copy_(torch.where((~alive)[:, None], frozen, state.x))
-
-    def record(step: int, frame: int) -> None:
-        positions[frame] = frozen.cpu()
-        frame_steps[frame] = step
-        mean_energy[frame] = float(state.energy[alive].double().mean())
-
-    def trace(step: int) -> Trace:
-        f, p = step // thin + 1, step // path_thin + 1
-        if not alive.any():  # the frame at `step` was not recorded: nothing finite to show
-            f = (step - 1) // thin + 1
-        acc = acc_sum / acc_count if acc_count else None
-        return Trace(cfg, frozen.cpu().clone(), alive.cpu().clone(), frame_steps[:f],
-                     positions[:f], mean_energy[:f], thin, path_steps[:p], paths[:, :p], acc,
-                     first_bad, time.perf_counter() - start)
-
-    check(0)
-    record(0, 0)
-    paths[:, 0] = frozen[:k].cpu()
-    for step in range(1, t_total + 1):
-        state, info = kernel(target.energy, state, gen, **kw)
-        on_frame, on_path = step % thin == 0, step % path_thin == 0
-        if on_frame or on_path or step % every == 0 or step == t_total:
-            check(step)
-            if not alive.any():  # every chain diverged: nothing left to run
-                yield Progress(step, t_total, trace(step))
-                return
-        if info.accept_prob is not None and step > cfg.burn_in:
-            acc_sum += float(info.accept_prob[alive].sum())
-            acc_count += int(alive.sum())
-        if on_frame:
-            record(step, step // thin)
-        if on_path:
-            paths[:, step // path_thin] = frozen[:k].cpu()
-        if step % every == 0 or step == t_total:
-            yield Progress(step, t_total, trace(step))
+    kernel = SAMPLERS[cfg.sampler]
+    fast = inplace_grad(target) if cfg.sampler == "sgld" else None
+    rec = _Recorder(cfg, x, _far_limit(target.box))
+    every = cfg.report_every or max(1, cfg.steps // 50)
+    state = rec.check(init_state(target.energy, x, target.grad), 0)
+    rec.record(state, 0)
+    rec.paths[:, 0] = state.x[: rec.k]
+    per_step_paths = rec.path_thin == 1
+    step = 0
+    for stop in _stops(cfg.steps, rec.thin, every, rec.path_thin):
+        n = stop - step
+        if fast is not None:
+            out = rec.paths[:, step + 1 : stop + 1] if per_step_paths else None
+            xb = state.x
+            sgld_loop(xb, fast, n, cfg.step_size, temperature, gen, paths_out=out)
+            state = init_state(target.energy, xb, target.grad)
+        else:
+            for i in range(step + 1, stop + 1):
+                state, info = kernel(target.energy, state, gen, **kw)
+                if info.accept_prob is not None and i > cfg.burn_in:
+                    rec.accept(info.accept_prob)
+                if per_step_paths:
+                    rec.paths[:, i] = state.x[: rec.k]
+        step = stop
+        state = rec.check(state, step)
+        if not rec.alive.any():  # every chain diverged: nothing left to run
+            yield Progress(step, cfg.steps, rec.trace(step))
+            return
+        if step % rec.thin == 0:
+            rec.record(state, step)
+        if not per_step_paths and step % rec.path_thin == 0:
+            rec.paths[:, step // rec.path_thin] = state.x[: rec.k]
+        if step % every == 0 or step == cfg.steps:
+            yield Progress(step, cfg.steps, rec.trace(step))
 
 
 def sample(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Trace:

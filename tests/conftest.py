@@ -9,6 +9,10 @@ import torch
 
 from ebmcore.energies import Target
 
+# One intra-op thread: the tests' tensors are small, and torch's thread pool collapses (x10-x100)
+# when other processes share the two cores of the CI machine.
+torch.set_num_threads(1)
+
 SIGMA = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
 MEAN = torch.tensor([0.5, -0.25], dtype=torch.float64)
 
