@@ -1,0 +1,71 @@
+"""Langevin Lab's numerical core: 2D energies, Langevin-family samplers, exact ground truth.
+
+The public surface, in the order one meets it::
+
+    from ebmcore import make_target, SampleConfig, sample, quadrature, summarize
+    target = make_target("gaussian")                 # p(x) = exp(-E(x)) / Z, cov [[2,1],[1,2]]
+    trace = sample(target, SampleConfig(step_size=0.3, steps=1000))
+    print(summarize(trace, target).to_dict())        # statistics beside exact values
+
+Training lives in :mod:`ebmcore.training` (maximum likelihood) and
+:mod:`ebmcore.adversarial` (dynamics embedding); the command line in
+``python -m ebmcore``.  This package never imports Streamlit or Plotly.
+"""
+
+from __future__ import annotations
+
+from .density import (
+    Discrepancy,
+    GridDensity,
+    discrepancy,
+    kl_divergence,
+    quadrature,
+    sgld_stationary_cov,
+)
+from .diagnostics import autocorrelation, ess_bulk, split_rhat
+from .energies import Box, Energy, Param, Target, TargetSpec, ValidationError, energy_and_grad
+from .formula import FormulaError, compile_formula, formula_target
+from .runner import Progress, SampleConfig, Trace, run, sample
+from .samplers import SAMPLERS, SamplerState, StepInfo, hmc_step, init_state, mala_step, sgld_step
+from .summary import RunSummary, summarize
+from .targets import TARGETS, make_target
+
+__all__ = [
+    "SAMPLERS",
+    "TARGETS",
+    "Box",
+    "Discrepancy",
+    "Energy",
+    "FormulaError",
+    "GridDensity",
+    "Param",
+    "Progress",
+    "RunSummary",
+    "SampleConfig",
+    "SamplerState",
+    "StepInfo",
+    "Target",
+    "TargetSpec",
+    "Trace",
+    "ValidationError",
+    "autocorrelation",
+    "compile_formula",
+    "discrepancy",
+    "energy_and_grad",
+    "ess_bulk",
+    "formula_target",
+    "hmc_step",
+    "init_state",
+    "kl_divergence",
+    "make_target",
+    "mala_step",
+    "quadrature",
+    "run",
+    "sample",
+    "sgld_stationary_cov",
+    "sgld_step",
+    "split_rhat",
+    "summarize",
+]
+
+__version__ = "0.1.0"
