@@ -1,0 +1,99 @@
+"""Training an EBM in a real browser: live curves, pause, resume, stop, metrics CSV."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from .harness import assert_no_crash, expect, figures, wait_for
+from .views import find_figure, progress_text, trace
+
+pytestmark = pytest.mark.browser
+
+TOTAL = 50_000
+PROGRESS = re.compile(r"iteration ([\d,]+) of ([\d,]+) · .* · (\w+)")
+
+# The progress bar says `status` and the test-NLL curve has more than `n` points; returns
+# [points, iteration].
+CURVE_AT_LEAST = """
+(c, a) => {
+  const bar = document.querySelector('[data-testid="stProgress"]');
+  if (!bar || !bar.innerText.includes(a.status)) return false;
+  const m = bar.innerText.match(/iteration ([\\d,]+) of/);
+  const it = m ? Number(m[1].replace(/,/g, '')) : -1;
+  if (it <= a.after) return false;
+  const f = c.figs().find((x) => x.traces.some((t) => t.name === 'test NLL'));
+  const t = f && f.traces.find((t) => t.name === 'test NLL');
+  return t && t.x.length > a.n ? [t.x.length, it] : false;
+}
+"""
+
+
+def _progress(page) -> tuple[int, int, str]:
+    m = PROGRESS.search(progress_text(page))
+    assert m, progress_text(page)
+    return int(m[1].replace(",", "")), int(m[2].replace(",", "")), m[3]
+
+
+def _button(page, name):
+    return page.get_by_test_id("stMain").get_by_role("button", name=name, exact=True)
+
+
+def test_training_live_pause_resume_stop_and_csv(new_page):
+    # A small, fast model (600 it/s at best on this machine, alone) asked for 50,000
+    # iterations: it cannot finish before the test presses stop (~250 iterations in).  The
+    # exact metrics come every 50 iterations.
+    page = new_page(f"/train?iters={TOTAL}&width=16&depth=1&K=5&seed=1")
+    expect(page.get_by_text("Press start")).to_be_visible()
+    wait_for(page, "(c) => c.figs().some((f) => f.traces.some((t) => t.name === 'data'))")
+    start = _button(page, "start")
+    start.click()
+
+    # live: the likelihood curve grows while the run is running, without a page action
+    n1, _ = wait_for(page, CURVE_AT_LEAST, {"status": "running", "n": 0, "after": 0},
+                     idle=False, timeout_s=120)
+    n2, _ = wait_for(page, CURVE_AT_LEAST, {"status": "running", "n": n1, "after": 0},
+                     idle=False, timeout_s=120)
+    assert n2 > n1 >= 1
+    expect(start).to_be_disabled()
+
+    _button(page, "pause").click()
+    wait_for(page, "(c) => c.text.includes('· paused')", timeout_s=60)
+    it_paused, total, status = _progress(page)
+    assert status == "paused" and total == TOTAL and 0 < it_paused < total
+    expect(_button(page, "resume")).to_be_enabled()
+    expect(_button(page, "pause")).to_be_disabled()
+    # paused means paused: nothing moves during an observation window of 1.5 s (at the
+    # measured >= 5 it/s the run would advance several iterations in it)
+    page.wait_for_timeout(1500)
+    assert _progress(page) == (it_paused, total, "paused")
+
+    _button(page, "resume").click()
+    wait_for(page, CURVE_AT_LEAST, {"status": "running", "n": 0, "after": it_paused},
+             idle=False, timeout_s=120)
+    _button(page, "stop").click()
+    wait_for(page, "(c) => c.text.includes('· stopped')", timeout_s=60)
+    it_stopped, _, _ = _progress(page)
+    assert it_paused < it_stopped < total
+    expect(_button(page, "resume")).to_be_disabled()
+    expect(_button(page, "start")).to_be_enabled()
+    assert_no_crash(page)
+
+    # the exact metrics drawn are those of the metrics CSV, row for row
+    curves = find_figure(figures(page), "test NLL", "train NLL")
+    test_nll = trace(curves, "test NLL")
+    assert test_nll["x"] == sorted(test_nll["x"]) and test_nll["x"][0] == 50
+    with page.expect_download() as info:
+        page.get_by_role("button", name="metrics CSV").click()
+    df = pd.read_csv(info.value.path())
+    for col in ("iteration", "nll_train", "nll_test", "kl", "log_z"):
+        assert col in df.columns, df.columns
+    assert df["iteration"].tolist() == test_nll["x"]
+    assert np.allclose(df["nll_test"], test_nll["y"], rtol=1e-6, atol=1e-6)
+    assert (df["iteration"] <= it_stopped).all()
+    # the learned density is drawn with the data and the current negatives
+    model = find_figure(figures(page), "p_θ", "data", "negatives")
+    assert f"iteration {it_stopped:,}" in model["title"]
