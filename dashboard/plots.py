@@ -64,21 +64,23 @@ def _merge(layout: dict, extra: dict) -> dict:
 
 
 def chains_figure(gd: Any, points: Any, *, paths: Any = None, n_paths: int = 2,
-                  max_points: int = MAX_POINTS, max_path_points: int = 400,
+                  max_points: int = MAX_POINTS, max_path_points: int = 80,
                   title: str | None = None, label: str = "chains",
                   color: str = COLORS["chains"], height: int = 560) -> go.Figure:
-    """Exact density contours, chain positions on top, and a few full trajectories.
+    """Exact density contours, chain positions on top, and the start of a few trajectories.
 
     Args:
         gd: the exact ``GridDensity`` (its box fixes the axis ranges).
         points: ``(N, 2)`` chain positions (all of them; decimated here for drawing).
-        paths: optional ``(K, P, 2)`` trajectories; the first ``n_paths`` are drawn.
+        paths: optional ``(K, P, 2)`` trajectories; the first ``max_path_points`` points of
+            the first ``n_paths`` are drawn: the transient from the start into the typical
+            set, which a whole path (a scribble over the mode) would hide.
     """
     data = [density_trace(gd)]
     if paths is not None and n_paths > 0:
         pa = f32(paths)
         for k in range(min(n_paths, pa.shape[0])):
-            seg = pa[k][decimate(pa.shape[1], max_path_points)]
+            seg = pa[k][:max_path_points]
             pc = PATH_COLORS[k % len(PATH_COLORS)]
             data.append(dict(type="scatter", x=seg[:, 0], y=seg[:, 1], mode="lines",
                              name="trajectories", legendgroup="paths", showlegend=k == 0,
