@@ -14,7 +14,7 @@ METHOD = "adversarial"
 THETA_WEIGHTS = ("uniform", "importance")
 FLOW_DEFAULTS: dict[str, dict[str, float | int]] = {
     # tuned on `mixture` with the default MLP 2-128-128-1 on 2 shared cores
-    "langevin": {"iters": 1000, "flow_steps": 5, "flow_step_size": 0.01, "lr": 3e-3},
+    "langevin": {"iters": 3000, "flow_steps": 5, "flow_step_size": 0.01, "lr": 1e-3},
     "hmc": {"iters": 1000, "flow_steps": 10, "flow_step_size": 0.05, "lr": 3e-3},
 }
 

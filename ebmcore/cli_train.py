@@ -47,6 +47,8 @@ EXAMPLES = """examples:
 
 
 def _fmt(v: object) -> str:
+    if isinstance(v, str):
+        return v
     return ",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else f"{v:g}"
 
 
@@ -97,9 +99,10 @@ def add_parser(sub) -> None:
                    "sharp (T<1) or too flat (T>1)")
     s.add_argument("--boundary", choices=["reflect", "clamp"], default=d.boundary,
                    help="how SGLD chains stay in the box (default reflect)")
-    s.add_argument("--kernel", choices=["sgld", "mala"], default=d.kernel,
-                   help="sgld (default), or mala: the same proposal with a Metropolis "
-                   "accept/reject, exact for p_theta; proposals leaving the box are rejected")
+    s.add_argument("--kernel", choices=["sgld", "mala"],
+                   help="mala (default): the SGLD proposal with a Metropolis accept/reject, "
+                   "exact for p_theta, proposals leaving the box rejected; sgld: unadjusted, "
+                   "biased at finite eps and unstable where E is steep")
     s.add_argument("--chains", type=int, help="persistent chains (default: batch size)")
     s.add_argument("--buffer-size", type=int, default=d.buffer_size, help="replay buffer size")
     s.add_argument("--restart", type=finite_float, default=d.restart,

@@ -1,19 +1,27 @@
 """Negative samples for EBM training: Langevin chains in the model's box, and the grid.
 
-Every MCMC method runs the same kernel, unadjusted Langevin (SGLD)::
+Every MCMC method moves chains with the Langevin proposal::
 
     x <- x - eps * grad_x E(x) + noise * xi,    xi ~ N(0, I),
 
-with ``noise = sqrt(2 eps)`` unless the user decouples it.  A decoupled noise
+with ``noise = sqrt(2 eps)`` unless the user decouples it.  The default kernel,
+``mala``, accepts or rejects each proposal with the Metropolis-Hastings ratio:
+the chains are then exactly invariant for ``p_theta`` at any ``eps``, and a
+proposal that leaves the box (where the density is zero) is simply rejected.
+``sgld`` takes every proposal (unadjusted Langevin): biased at finite ``eps``,
+and unstable once the model grows steeper than ``2 / eps`` somewhere, which in
+training feeds on itself (measured: it made persistent training on ``rings``
+and replay on ``moons`` blow up, where MALA trains fine).  A decoupled noise
 scale samples ``exp(-E / T)`` with ``T = noise**2 / (2 eps)``, not ``p_theta``: the
 training loss then fits a *tempered* density and ``p_theta`` itself comes out
 sharper (T < 1) or flatter (T > 1) than the data.
 
 The model's density lives on a bounded box and is zero outside, so chains must
-stay inside.  ``boundary="reflect"`` (the default) folds a proposal that left
-the box back across the wall, mirror-fashion (reflected Langevin, whose
-stationary law is the density restricted to the box); ``"clamp"`` projects it
-onto the wall, which piles a little mass on the boundary.
+stay inside.  MALA rejects proposals outside.  For SGLD, ``boundary="reflect"``
+(the default) folds a proposal that left the box back across the wall,
+mirror-fashion (reflected Langevin, whose stationary law is the density
+restricted to the box); ``"clamp"`` projects it onto the wall, which piles a
+little mass on the boundary.
 
 The methods differ in where the K steps start:
 

@@ -160,7 +160,7 @@ def test_a_diverging_run_is_reported():
     # The naive setup (eps 0.05, K 20 from noise, plain Adam, no care), with a
     # learning rate that makes it blow up within ~150 iterations.
     cfg = TrainConfig(method="short-run", iters=400, step_size=0.05, steps=20, lr=0.05,
-                      betas=(0.9, 0.999), ema=0.0, batch_size=64, eval_every=10,
+                      betas=(0.9, 0.999), ema=0.0, kernel="sgld", batch_size=64, eval_every=10,
                       eval_grid=32, init_gain=1.0)
     tr = Trainer(_toy(), cfg, TINY)
     events = list(tr.run())
