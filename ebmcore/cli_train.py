@@ -131,6 +131,9 @@ def add_parser(sub) -> None:
                    "--iters raises the total)")
     m.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     m.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    m.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the matrices are small, and on a shared "
+                   "machine two threads measured up to 60x slower than one); 0 = torch's default")
     cli_adversarial.add_arguments(p)
     p.set_defaults(handler=cmd_train)
 
@@ -229,6 +232,10 @@ def _progress(ev) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.threads < 0:
+        raise ValidationError(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     trainer = _trainer(args)
     c = trainer.config
     if not args.quiet:
