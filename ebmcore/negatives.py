@@ -71,15 +71,21 @@ def uniform_in_box(n: int, box: Box, generator: torch.Generator) -> Tensor:
     return lo + u * torch.tensor([x1 - x0, y1 - y0], dtype=u.dtype)
 
 
-def keep_in_box(x: Tensor, box: Box, boundary: str = "reflect") -> Tensor:
+def _corners(box: Box, like: Tensor) -> tuple[Tensor, Tensor]:
+    x0, x1, y0, y1 = box
+    return (torch.tensor([x0, y0], dtype=like.dtype, device=like.device),
+            torch.tensor([x1, y1], dtype=like.dtype, device=like.device))
+
+
+def keep_in_box(x: Tensor, box: Box, boundary: str = "reflect",
+                corners: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """Bring points ``(N, 2)`` back into ``box``: mirror reflection or clamping.
 
     Reflection is periodic with period twice the box width, so a step that
-    overshoots by more than a whole box width still lands inside.
+    overshoots by more than a whole box width still lands inside.  ``corners``
+    (``(lo, hi)``, each ``(2,)``) may be passed precomputed.
     """
-    x0, x1, y0, y1 = box
-    lo = torch.tensor([x0, y0], dtype=x.dtype, device=x.device)
-    hi = torch.tensor([x1, y1], dtype=x.dtype, device=x.device)
+    lo, hi = corners if corners is not None else _corners(box, x)
     if boundary == "clamp":
         return torch.maximum(torch.minimum(x, hi), lo)
     width = hi - lo
@@ -118,11 +124,12 @@ def langevin(
         if kernel == "mala":
             return _mala(energy, x, generator, steps, step_size, noise, box)
         xi = torch.randn((steps, *x.shape), generator=generator, dtype=x.dtype)
+        corners = _corners(box, x)
         for k in range(steps):
             with torch.enable_grad():
                 xr = x.requires_grad_(True)
                 (g,) = torch.autograd.grad(energy(xr).sum(), xr)
-            x = keep_in_box(x.detach() - step_size * g + noise * xi[k], box, boundary)
+            x = keep_in_box(x.detach() - step_size * g + noise * xi[k], box, boundary, corners)
     finally:
         for p in params:
             p.requires_grad_(True)
