@@ -118,6 +118,8 @@ class TrainConfig:
                                   "betas", "ema", "kernel") if getattr(self, k) is None}
         if self.chains is None:
             over["chains"] = over.get("batch_size", self.batch_size)
+        if self.kernel is None and self.noise == 0:  # no noise: MALA is undefined, so SGLD
+            over["kernel"] = "sgld"
         return replace(self, **over)
 
     @property

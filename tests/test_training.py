@@ -201,6 +201,11 @@ def test_noise_decoupled_from_step_size_is_a_temperature():
     c = TrainConfig(step_size=0.01, noise=0.1).resolved()
     assert c.temperature == pytest.approx(0.5)  # 0.1^2 / (2 * 0.01)
     assert TrainConfig(step_size=0.01).resolved().temperature == pytest.approx(1.0)
+    # noise off (gradient descent) cannot be Metropolis-adjusted: the default becomes SGLD
+    assert TrainConfig(noise=0.0).resolved().kernel == "sgld"
+    assert TrainConfig().resolved().kernel == "mala"
+    with pytest.raises(ValidationError, match="MALA needs noise"):
+        TrainConfig(noise=0.0, kernel="mala").validate()
 
 
 def test_cli_train_writes_metrics_model_and_samples(tmp_path, capsys):
