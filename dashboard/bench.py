@@ -7,7 +7,7 @@ default settings (the reference Gaussian, eps 0.3, 1000 steps, 500 chains):
 - ``page``: the whole response: the run itself, its summary, and the figures;
 - ``size``: the largest figure sent to the browser, at 500 and at 100,000 chains.
 
-Registered as ``dashboard`` in :data:`ebmcore.bench.BENCHES` when imported.
+Registered as ``dashboard`` in :data:`ebmcore.bench.core.BENCHES` when imported.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 
 from dashboard import plots
-from ebmcore.density import quadrature
-from ebmcore.runner import SampleConfig, sample
-from ebmcore.summary import GRID, summarize
-from ebmcore.targets import make_target
+from ebmcore.exact.density import quadrature
+from ebmcore.exact.summary import GRID, summarize
+from ebmcore.sampling.runner import SampleConfig, sample
+from ebmcore.targets.registry import make_target
 
 __all__ = ["build_figures", "dashboard_bench", "measure"]
 
@@ -90,7 +90,7 @@ def measure(quick: bool = False) -> list[dict]:
 
 
 try:  # ebmcore's bench table, when present, gets a `dashboard` row
-    from ebmcore.bench import register_bench
+    from ebmcore.bench.core import register_bench
 except ImportError:  # pragma: no cover - depends on the checkout
     dashboard_bench = measure
 else:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from ebmcore.data import Dataset, make_dataset
-from ebmcore.density import GridDensity, quadrature
+from ebmcore.ebm.data import Dataset, make_dataset
 from ebmcore.energies import Target, ValidationError
-from ebmcore.summary import GRID
+from ebmcore.exact.density import GridDensity, quadrature
+from ebmcore.exact.summary import GRID
 
 __all__ = ["TargetKey", "dataset", "density", "target", "target_key"]
 
@@ -23,7 +23,7 @@ TargetKey = tuple  # ("name", ((param, value), ...)) or ("formula", expr, box)
 
 def target_key(name: str, params: dict[str, object]) -> TargetKey:
     """Validate a registry target's parameters and return its cache key."""
-    from ebmcore.targets import TARGETS
+    from ebmcore.targets.registry import TARGETS
 
     spec = TARGETS.get(name)
     if spec is None:
@@ -36,11 +36,11 @@ def target_key(name: str, params: dict[str, object]) -> TargetKey:
 def target(key: TargetKey) -> Target:
     """The target for ``key`` (built once per process)."""
     if key[0] == "formula":
-        from ebmcore.formula import formula_target
+        from ebmcore.targets.formula import formula_target
 
         _, expr, box = key
         return formula_target(expr, box)
-    from ebmcore.targets import make_target
+    from ebmcore.targets.registry import make_target
 
     name, values = key
     return make_target(name, **dict(values))

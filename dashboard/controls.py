@@ -28,9 +28,9 @@ from dashboard.settings import (
     text,
 )
 from ebmcore.energies import Param, ValidationError
-from ebmcore.formula import validate_box
-from ebmcore.runner import MAX_CHAINS, MAX_STEPS, SampleConfig
-from ebmcore.targets import TARGETS
+from ebmcore.sampling.runner import MAX_CHAINS, MAX_STEPS, SampleConfig
+from ebmcore.targets.formula import validate_box
+from ebmcore.targets.registry import TARGETS
 
 __all__ = [
     "FORMULA",

@@ -15,7 +15,7 @@ import streamlit as st
 from dashboard import cache, controls, panels, state
 from dashboard.settings import Field
 from ebmcore.energies import ValidationError
-from ebmcore.runner import SampleConfig
+from ebmcore.sampling.runner import SampleConfig
 
 __all__ = ["FormResult", "sampler_form"]
 

@@ -1,6 +1,6 @@
 """Step logic of live runs, as plain functions (AppTest does not tick fragments).
 
-A :class:`LiveRun` wraps the event generator of :func:`ebmcore.runner.run` (or
+A :class:`LiveRun` wraps the event generator of :func:`ebmcore.sampling.runner.run` (or
 any iterator of events with ``.trace`` / ``.step`` / ``.total``).  The page
 advances it by a time budget per tick (:func:`advance`), draws the latest
 trace, and stops it on request (:func:`stop`).  A run that raises keeps the
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ebmcore.energies import Target
-from ebmcore.runner import SampleConfig, Trace, run
+from ebmcore.sampling.runner import SampleConfig, Trace, run
 
 __all__ = ["LiveRun", "SweepRun", "advance", "advance_all", "advance_sweep", "start", "stop"]
 
@@ -104,7 +104,7 @@ def stop(r: LiveRun) -> LiveRun:
 
 @dataclass
 class SweepRun:
-    """An eps sweep (:func:`ebmcore.sweep.sweep`) in progress or done."""
+    """An eps sweep (:func:`ebmcore.exact.sweep.sweep`) in progress or done."""
 
     key: Hashable  # what it was started with
     config: Any  # the SweepConfig

@@ -15,13 +15,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ebmcore.data import Dataset
+from ebmcore.ebm.data import Dataset
+from ebmcore.ebm.models import ModelConfig
+from ebmcore.ebm.training import METHODS, TrainConfig, Trainer
 from ebmcore.energies import ValidationError
-from ebmcore.models import ModelConfig
-from ebmcore.training import METHODS, TrainConfig, Trainer
 
 try:  # the adversarial trainer is optional: no control for a feature that is not there
-    from ebmcore.adversarial import AdversarialConfig, AdversarialTrainer
+    from ebmcore.ebm.adversarial import AdversarialConfig, AdversarialTrainer
 except ImportError:  # pragma: no cover - depends on the checkout
     AdversarialConfig = AdversarialTrainer = None  # type: ignore[assignment,misc]
 
@@ -116,7 +116,7 @@ def checkpoint_bytes(s: TrainSession) -> bytes:
 
 def load_checkpoint_bytes(data: bytes) -> Any:
     """A paused trainer resumed from checkpoint bytes; CheckpointError/ValidationError if bad."""
-    from ebmcore.checkpoint import load_checkpoint
+    from ebmcore.ebm.checkpoint import load_checkpoint
 
     fd, path = tempfile.mkstemp(suffix=".pt")
     try:

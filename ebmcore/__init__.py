@@ -7,14 +7,23 @@ The public surface, in the order one meets it::
     trace = sample(target, SampleConfig(step_size=0.3, steps=1000))
     print(summarize(trace, target).to_dict())        # statistics beside exact values
 
-Training lives in :mod:`ebmcore.training` (maximum likelihood) and
-:mod:`ebmcore.adversarial` (dynamics embedding); the command line in
+Training lives in :mod:`ebmcore.ebm.training` (maximum likelihood) and
+:mod:`ebmcore.ebm.adversarial` (dynamics embedding); the command line in
 ``python -m ebmcore``.  This package never imports Streamlit or Plotly.
 """
 
 from __future__ import annotations
 
-from .density import (
+from ebmcore.energies import (
+    Box,
+    Energy,
+    Param,
+    Target,
+    TargetSpec,
+    ValidationError,
+    energy_and_grad,
+)
+from ebmcore.exact.density import (
     Discrepancy,
     GridDensity,
     discrepancy,
@@ -22,13 +31,20 @@ from .density import (
     quadrature,
     sgld_stationary_cov,
 )
-from .diagnostics import autocorrelation, ess_bulk, split_rhat
-from .energies import Box, Energy, Param, Target, TargetSpec, ValidationError, energy_and_grad
-from .formula import FormulaError, compile_formula, formula_target
-from .runner import Progress, SampleConfig, Trace, run, sample
-from .samplers import SAMPLERS, SamplerState, StepInfo, hmc_step, init_state, mala_step, sgld_step
-from .summary import RunSummary, summarize
-from .targets import TARGETS, make_target
+from ebmcore.exact.diagnostics import autocorrelation, ess_bulk, split_rhat
+from ebmcore.exact.summary import RunSummary, summarize
+from ebmcore.sampling.kernels import (
+    SAMPLERS,
+    SamplerState,
+    StepInfo,
+    hmc_step,
+    init_state,
+    mala_step,
+    sgld_step,
+)
+from ebmcore.sampling.runner import Progress, SampleConfig, Trace, run, sample
+from ebmcore.targets.formula import FormulaError, compile_formula, formula_target
+from ebmcore.targets.registry import TARGETS, make_target
 
 __all__ = [
     "SAMPLERS",

@@ -1,4 +1,4 @@
-"""``python -m ebmcore``: see :mod:`ebmcore.cli`."""
+"""``python -m ebmcore``: see :mod:`ebmcore.cli.main`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 # set before torch loads; an explicit OMP_WAIT_POLICY from the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .cli import main  # after the environment is set
+from ebmcore.cli.main import main  # after the environment is set
 
 __all__: list[str] = []
 

@@ -12,13 +12,13 @@ import math
 import pytest
 import torch
 
-from ebmcore.adversarial import AdversarialConfig, AdversarialTrainer, train_adversarial
-from ebmcore.bound import BoxMap, estimate_bound
-from ebmcore.data import make_dataset
-from ebmcore.density import quadrature
+from ebmcore.ebm.adversarial import AdversarialConfig, AdversarialTrainer, train_adversarial
+from ebmcore.ebm.bound import BoxMap, estimate_bound
+from ebmcore.ebm.data import make_dataset
+from ebmcore.ebm.flows import make_flow
+from ebmcore.ebm.models import MLPEnergy, ModelConfig
 from ebmcore.energies import ValidationError
-from ebmcore.flows import make_flow
-from ebmcore.models import MLPEnergy, ModelConfig
+from ebmcore.exact.density import quadrature
 
 BOX = (-2.0, 3.0, -1.0, 2.0)
 SMALL = ModelConfig(width=16, depth=2)
@@ -178,7 +178,7 @@ def test_checkpoint_round_trip(data, tmp_path):
     events = list(resumed.run())
     assert events[-1].loss == last.loss
     _same(whole, resumed)
-    from ebmcore.checkpoint import load_checkpoint
+    from ebmcore.ebm.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path)
     assert ck.method == "adversarial" and ck.config["flow"] == "hmc"
@@ -190,7 +190,7 @@ def test_validation(data, tmp_path):
                 dict(bound_samples=1), dict(flow_components=0)):
         with pytest.raises(ValidationError):
             AdversarialConfig(**bad).validate()
-    from ebmcore.checkpoint import save_checkpoint
+    from ebmcore.ebm.checkpoint import save_checkpoint
 
     path = str(tmp_path / "mle.pt")
     save_checkpoint(path, method="exact", model=MLPEnergy(SMALL, data.box), config={},
@@ -204,7 +204,7 @@ def test_cli_adversarial_writes_the_same_outputs_plus_the_bound(tmp_path, capsys
     import csv
     import json
 
-    from ebmcore.cli import main
+    from ebmcore.cli.main import main
 
     out = tmp_path / kind
     common = ["--width", "16", "--batch-size", "32", "--eval-every", "3", "--eval-grid", "32",

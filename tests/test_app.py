@@ -22,10 +22,10 @@ from streamlit.testing.v1 import AppTest
 
 import dashboard
 from dashboard import live, state, train_live
-from ebmcore.density import quadrature
-from ebmcore.runner import SampleConfig
-from ebmcore.sweep import SweepConfig, sweep
-from ebmcore.targets import make_target
+from ebmcore.exact.density import quadrature
+from ebmcore.exact.sweep import SweepConfig, sweep
+from ebmcore.sampling.runner import SampleConfig
+from ebmcore.targets.registry import make_target
 
 APP = str(Path(dashboard.__file__).parent / "streamlit_app.py")
 FAST = {"steps": "200", "chains": "300"}  # small runs: each page run finishes them
@@ -312,7 +312,7 @@ def test_training_method_brings_its_defaults_and_goes_in_the_url():
     widget(at, "training", "method").set_value("exact")
     run(at)
     assert at.query_params["method"] == "exact" and "K" not in at.query_params
-    from ebmcore.training import METHOD_DEFAULTS
+    from ebmcore.ebm.training import METHOD_DEFAULTS
 
     assert widget(at, "training", "lr").value == pytest.approx(METHOD_DEFAULTS["exact"]["lr"])
     assert widget(at, "training", "iters").value == METHOD_DEFAULTS["exact"]["iters"]
@@ -384,8 +384,8 @@ def test_sweep_advances_point_by_point():
 
 
 def test_training_session_pauses_exactly_and_checkpoints_round_trip():
-    from ebmcore.data import make_dataset
-    from ebmcore.models import ModelConfig
+    from ebmcore.ebm.data import make_dataset
+    from ebmcore.ebm.models import ModelConfig
 
     ds = make_dataset("mixture", 500, 200, seed=0)
     make = lambda: train_live.make_trainer(  # noqa: E731

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import math
 
-from ebmcore.bench import BENCHES, load_benches, register_bench, run_benches
-from ebmcore.cli import main
+from ebmcore.bench.core import BENCHES, load_benches, register_bench, run_benches
+from ebmcore.cli.main import main
 
 
 def test_quick_sampler_bench_json_rows(capsys):

@@ -7,10 +7,10 @@ import pickle
 import pytest
 import torch
 
-from ebmcore.checkpoint import FORMAT, CheckpointError, load_checkpoint
-from ebmcore.data import make_dataset
-from ebmcore.models import ModelConfig
-from ebmcore.training import TrainConfig, Trainer
+from ebmcore.ebm.checkpoint import FORMAT, CheckpointError, load_checkpoint
+from ebmcore.ebm.data import make_dataset
+from ebmcore.ebm.models import ModelConfig
+from ebmcore.ebm.training import TrainConfig, Trainer
 
 TINY = ModelConfig(width=16, depth=2, activation="softplus")
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ebmcore.data import DATASETS, PAD, Dataset, dataset_names, make_dataset
+from ebmcore.ebm.data import DATASETS, PAD, Dataset, dataset_names, make_dataset
 from ebmcore.energies import ValidationError, pad_box
 
 TOYS = sorted(DATASETS)
@@ -158,7 +158,7 @@ def test_tiny_datasets():
 
 
 def sampled_targets() -> list[str]:
-    from ebmcore.targets import TARGETS
+    from ebmcore.targets.registry import TARGETS
 
     return [k for k, s in TARGETS.items() if s.has_sampler]
 
@@ -172,7 +172,7 @@ def test_dataset_names_are_toys_then_sampled_targets():
 
 @pytest.mark.parametrize("name", sampled_targets())
 def test_target_datasets_are_exact_samples(name):
-    from ebmcore.targets import make_target
+    from ebmcore.targets.registry import make_target
 
     d = make_dataset(name, n_train=4000, n_test=100, seed=7)
     t = make_target(name)
@@ -193,7 +193,7 @@ def test_target_datasets_are_exact_samples(name):
 
 
 def test_target_params_are_passed_through():
-    from ebmcore.targets import TARGETS
+    from ebmcore.targets.registry import TARGETS
 
     name = next(n for n in sampled_targets() if TARGETS[n].params)
     spec = TARGETS[name]
@@ -204,7 +204,7 @@ def test_target_params_are_passed_through():
 
 
 def test_target_without_sampler_is_refused(monkeypatch):
-    from ebmcore import targets
+    from ebmcore.targets import registry as targets
 
     name = sampled_targets()[0]
     monkeypatch.setitem(targets.TARGETS, name, replace(targets.TARGETS[name], has_sampler=False))

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from ebmcore.density import (
+from ebmcore.energies import ValidationError
+from ebmcore.exact.density import (
     discrepancy,
     kl_divergence,
     quadrature,
     sgld_stationary_cov,
 )
-from ebmcore.energies import ValidationError
 from tests.conftest import MEAN, SIGMA, gaussian_target
 
 

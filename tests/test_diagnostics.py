@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ebmcore.diagnostics import autocorrelation, ess_bulk, likelihood_curve, split_rhat
 from ebmcore.energies import ValidationError
+from ebmcore.exact.diagnostics import autocorrelation, ess_bulk, likelihood_curve, split_rhat
 
 
 def ar1(rho: float, steps: int, shape: tuple[int, ...], seed: int) -> np.ndarray:

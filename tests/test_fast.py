@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from ebmcore.density import sgld_stationary_cov
 from ebmcore.energies import ValidationError
-from ebmcore.fast import banana_grad, gaussian_grad, inplace_grad, sgld_loop, wrap_grad
-from ebmcore.samplers import init_state, sgld_step
-from ebmcore.targets import make_target
+from ebmcore.exact.density import sgld_stationary_cov
+from ebmcore.sampling.fast import banana_grad, gaussian_grad, inplace_grad, sgld_loop, wrap_grad
+from ebmcore.sampling.kernels import init_state, sgld_step
+from ebmcore.targets.registry import make_target
 
 
 def _step_loop(target, x0, steps, eps, temperature, seed):

@@ -11,9 +11,9 @@ import math
 import pytest
 import torch
 
+from ebmcore.ebm.flows import HamiltonianFlow, LangevinFlow, make_flow
+from ebmcore.ebm.initial import InitialDistribution
 from ebmcore.energies import ValidationError
-from ebmcore.flows import HamiltonianFlow, LangevinFlow, make_flow
-from ebmcore.initial import InitialDistribution
 
 A = torch.tensor([[2.0, 0.6], [0.6, 1.0]], dtype=torch.float64)  # precision of the Gaussian
 M = torch.tensor([0.3, -0.2], dtype=torch.float64)
@@ -232,7 +232,7 @@ def test_mixture_q0_is_a_normalised_density_and_fits_clusters():
     # A random 3-component q0 with a coupling: draws' log q equals log_prob, and exp(log_prob)
     # integrates to 1 (midpoint rule on a box holding all but ~e^-30 of the mass; the
     # quadrature's own error estimate bounds the rest).
-    from ebmcore.density import quadrature
+    from ebmcore.exact.density import quadrature
 
     q0 = randomise(InitialDistribution(components=3, layers=1, hidden=4, std=0.5).double(), 4)
     x, log_q = q0.sample(200, gen(5))

@@ -1,4 +1,4 @@
-"""Tests for ebmcore.formula: values, gradients, parameters, refusals and a hostile corpus."""
+"""ebmcore.targets.formula: values, gradients, parameters, refusals and a hostile corpus."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ebmcore.energies import ValidationError, energy_and_grad
-from ebmcore.formula import (
+from ebmcore.targets.formula import (
     FormulaError,
     check_energy_on_grid,
     compile_formula,
@@ -333,8 +333,8 @@ def test_nasty_corpus_is_refused_quickly_and_safely(tmp_path):
 
 def test_module_never_evaluates_text():
     """formula.py and formula_parse.py call no eval/exec/compile/__import__/open."""
-    import ebmcore.formula as api
-    import ebmcore.formula_parse as grammar
+    import ebmcore.targets.formula as api
+    import ebmcore.targets.grammar as grammar
 
     for mod, n_getattr in [(api, 0), (grammar, 1)]:
         tree = ast.parse(Path(mod.__file__).read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of ebmcore.formula with hypothesis.
+"""Property-based fuzzing of ebmcore.targets.formula with hypothesis.
 
 FUZZ LOG.  Default run: 300 derandomized examples per property, 900 inputs, about 10 s;
 (b) compares about 17,000 points.  Large run, once, with FORMULA_FUZZ_EXAMPLES=20000:
@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ebmcore.energies import ValidationError, energy_and_grad
-from ebmcore.formula import FUNCTIONS, FormulaError, check_energy_on_grid, compile_formula
+from ebmcore.targets.formula import FUNCTIONS, FormulaError, check_energy_on_grid, compile_formula
 
 N_EXAMPLES = int(os.environ.get("FORMULA_FUZZ_EXAMPLES", "300"))
 settings.register_profile(

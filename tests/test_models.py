@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ebmcore.ebm.models import ACTIVATIONS, MLPEnergy, ModelConfig
 from ebmcore.energies import ValidationError, energy_and_grad
-from ebmcore.models import ACTIVATIONS, MLPEnergy, ModelConfig
 
 BOX = (-4.0, 4.0, -2.0, 6.0)
 

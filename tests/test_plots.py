@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from dashboard import figkit, plots, plots_train
-from ebmcore.density import quadrature
 from ebmcore.energies import Target
-from ebmcore.runner import SampleConfig, sample
-from ebmcore.sweep import SweepPoint
+from ebmcore.exact.density import quadrature
+from ebmcore.exact.sweep import SweepPoint
+from ebmcore.sampling.runner import SampleConfig, sample
 
 BOX = (-4.0, 4.0, -3.0, 5.0)
 

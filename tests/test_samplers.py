@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from ebmcore.density import sgld_stationary_cov
 from ebmcore.energies import ValidationError
-from ebmcore.runner import SampleConfig, run, sample
-from ebmcore.samplers import init_state, mala_step
+from ebmcore.exact.density import sgld_stationary_cov
+from ebmcore.sampling.kernels import init_state, mala_step
+from ebmcore.sampling.runner import SampleConfig, run, sample
 from tests.conftest import MEAN, SIGMA
 
 N = 20_000  # chains; final positions are iid draws from the chain's law at that step

@@ -1,4 +1,4 @@
-"""ebmcore.sweep: the eps sweep of discrepancy, on the reference Gaussian with exact answers."""
+"""ebmcore.exact.sweep: the eps sweep of discrepancy on the reference Gaussian, exact answers."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from ebmcore.density import quadrature, sgld_stationary_cov
 from ebmcore.energies import ValidationError
-from ebmcore.sweep import SweepConfig, SweepPoint, eps_grid, sweep
-from ebmcore.targets import make_target
+from ebmcore.exact.density import quadrature, sgld_stationary_cov
+from ebmcore.exact.sweep import SweepConfig, SweepPoint, eps_grid, sweep
+from ebmcore.targets.registry import make_target
 
 N = 4000  # chains per run
 BINS = 16

@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-from ebmcore.density import discrepancy, grid_points, quadrature
 from ebmcore.energies import Target, ValidationError, energy_and_grad
-from ebmcore.targets import TARGETS, make_target
+from ebmcore.exact.density import discrepancy, grid_points, quadrature
+from ebmcore.targets.registry import TARGETS, make_target
 
 NAMES = list(TARGETS)
 SAMPLED = [n for n in NAMES if TARGETS[n].has_sampler]

@@ -12,14 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from ebmcore.cli import main
-from ebmcore.data import Dataset, make_dataset
-from ebmcore.density import quadrature
+from ebmcore.cli.main import main
+from ebmcore.ebm.data import Dataset, make_dataset
+from ebmcore.ebm.evaluation import exact_metrics
+from ebmcore.ebm.models import ModelConfig
+from ebmcore.ebm.negatives import keep_in_box
+from ebmcore.ebm.training import METHODS, TrainConfig, Trainer
 from ebmcore.energies import ValidationError
-from ebmcore.evaluation import exact_metrics
-from ebmcore.models import ModelConfig
-from ebmcore.negatives import keep_in_box
-from ebmcore.training import METHODS, TrainConfig, Trainer
+from ebmcore.exact.density import quadrature
 
 TINY = ModelConfig(width=16, depth=2)
 
@@ -244,7 +244,7 @@ def test_cli_bad_input_is_one_error_line(capsys):
 
 
 def test_training_bench_rows():
-    from ebmcore.training_bench import CASES, training_bench
+    from ebmcore.bench.training import CASES, training_bench
 
     rows = training_bench(quick=True)
     assert [r["impl"] for r in rows] == [name for name, _ in CASES]

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cache, forms, live, panels, plots, state
-from ebmcore.diagnostics import likelihood_curve
-from ebmcore.summary import summarize
+from ebmcore.exact.diagnostics import likelihood_curve
+from ebmcore.exact.summary import summarize
 
 PAGE = "playground"
 SYNC_BUDGET_S = 0.6  # compute done in the page run itself before going live

@@ -28,12 +28,12 @@ def _open(label: str, page: str, params: dict[str, str], key: str, *,
 
 def _training_methods() -> set[str]:
     try:
-        from ebmcore.training import METHODS
+        from ebmcore.ebm.training import METHODS
     except ImportError:
         return set()
     methods = set(METHODS)
     try:
-        import ebmcore.adversarial  # noqa: F401
+        import ebmcore.ebm.adversarial  # noqa: F401
 
         methods.add("adversarial")
     except ImportError:

@@ -9,10 +9,10 @@ import streamlit as st
 
 from dashboard import cache, panels, plots_train, state, train_live
 from dashboard.settings import Field, boolean, choice, fmt_bool, fmt_float, number
-from ebmcore.data import dataset_names
+from ebmcore.ebm.data import dataset_names
+from ebmcore.ebm.models import ModelConfig
+from ebmcore.ebm.training import METHOD_DEFAULTS
 from ebmcore.energies import ValidationError
-from ebmcore.models import ModelConfig
-from ebmcore.training import METHOD_DEFAULTS
 
 PAGE = "training"
 SYNC_BUDGET_S = 0.5  # training done in a page run (start, resume, any rerun while running)
@@ -47,7 +47,7 @@ def _w(name: str) -> str:
 def method_defaults(method: str, flow: str = "langevin") -> dict:
     """eps, K, lr, iters of a method (the trainer's tuned defaults)."""
     if method == train_live.ADVERSARIAL:
-        from ebmcore.adversarial import FLOW_DEFAULTS
+        from ebmcore.ebm.adversarial import FLOW_DEFAULTS
 
         d = FLOW_DEFAULTS[flow]
         return {"eps": d["flow_step_size"], "K": d["flow_steps"], "lr": d["lr"],

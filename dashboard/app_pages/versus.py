@@ -9,8 +9,8 @@ import streamlit as st
 
 from dashboard import cache, controls, forms, live, panels, plots, state
 from dashboard.settings import Field, fmt_float, number
-from ebmcore.summary import summarize
-from ebmcore.sweep import SweepConfig, eps_grid, sweep
+from ebmcore.exact.summary import summarize
+from ebmcore.exact.sweep import SweepConfig, eps_grid, sweep
 
 PAGE = "versus"
 SYNC_BUDGET_S = 0.6  # compute in the page run itself before going live

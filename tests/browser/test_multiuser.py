@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from ebmcore.data import make_dataset
+from ebmcore.ebm.data import make_dataset
 
 from .harness import assert_no_crash, expect, figures, memory_kib, wait_for
 from .views import find_figure, progress_text, trace

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ebmcore.density import sgld_stationary_cov
+from ebmcore.exact.density import sgld_stationary_cov
 
 from .harness import assert_no_crash, expect, figures, wait_for
 from .views import find_figure, settle_playground, sidebar_slider, trace, xy

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ebmcore.density import sgld_stationary_cov
+from ebmcore.exact.density import sgld_stationary_cov
 
 from .harness import assert_no_crash
 from .views import find_figure, settle_versus, trace, xy

@@ -1,0 +1,1 @@
+"""``python -m ebmcore bench``: the registry of speed measurements and ebmcore's own rows."""

@@ -1,0 +1,71 @@
+"""The ``training`` rows of ``python -m ebmcore bench``: training iterations per second.
+
+Registered with :func:`ebmcore.bench.core.register_bench` on import; list this module
+in ``ebmcore.bench.core.BENCH_MODULES`` to have the rows in every bench run.  Each
+row times whole training iterations (data batch, negatives, loss, backward,
+Adam step) of a :class:`~ebmcore.ebm.training.Trainer` on ``mixture``; exact
+metrics are off (``eval_every=0``) so that only iterations are timed, and torch
+runs one thread, as ``python -m ebmcore train`` does by default.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ebmcore.bench.core import register_bench, time_rate
+from ebmcore.ebm.data import make_dataset
+from ebmcore.ebm.models import ModelConfig
+from ebmcore.ebm.training import TrainConfig, Trainer
+
+__all__ = ["CASES", "training_bench"]
+
+THREADS = 1  # as `train` runs by default (two threads thrash on a shared 2-core machine)
+CASES: tuple[tuple[str, dict], ...] = (
+    # the issue's reference: default MLP, batch 256, 60 SGLD steps from noise
+    ("short-run K=60 batch 256 sgld", {"method": "short-run", "steps": 60, "batch_size": 256,
+                                       "kernel": "sgld"}),
+    ("short-run K=60 batch 256 mala", {"method": "short-run", "steps": 60, "batch_size": 256,
+                                       "kernel": "mala"}),
+    ("persistent (defaults)", {"method": "persistent"}),
+    ("replay (defaults)", {"method": "replay"}),
+    ("exact (defaults)", {"method": "exact"}),
+)
+
+
+@register_bench("training")
+def training_bench(quick: bool) -> list[dict]:
+    """Iterations/s of each case with the default MLP (a width-16 one when ``quick``)."""
+    data = make_dataset("mixture", 2000, 500, seed=0)
+    model = ModelConfig(width=16) if quick else ModelConfig()
+    seconds, repeats = (0.01, 1) if quick else (1.0, 3)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        return _rows(data, model, seconds, repeats, quick)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _rows(data, model: ModelConfig, seconds: float, repeats: int, quick: bool) -> list[dict]:
+    rows = []
+    for impl, kw in CASES:
+        cfg = TrainConfig(**{**kw, "iters": 10_000_000, "eval_every": 0})
+        if quick:
+            cfg = TrainConfig(**{**kw, "iters": 10_000_000, "eval_every": 0, "steps": 3,
+                                 "grid": 16, "eval_grid": 32, "batch_size": 32})
+        trainer = Trainer(data, cfg, model)
+
+        def run(k: int, trainer: Trainer = trainer) -> None:
+            for _ in trainer.run(k):
+                pass
+
+        rate, steps, med = time_rate(run, 1, seconds, repeats)
+        c = trainer.config
+        rows.append({"bench": "training", "impl": impl, "target": "mixture",
+                     "chains": c.batch_size, "steps": steps, "seconds": med, "rate": rate,
+                     "unit": "iterations/s", "load1": os.getloadavg()[0],
+                     "threads": torch.get_num_threads(),
+                     "sgld_steps": c.steps if c.method != "exact" else 0})
+    return rows

@@ -1,0 +1,1 @@
+"""The command line, ``python -m ebmcore``: argparse front end, one module per subcommand."""

@@ -1,0 +1,306 @@
+"""Run many chains as a generator of progress events, with bounded memory.
+
+``run`` yields a :class:`Progress` every ``report_every`` steps; the UI draws
+each one live, a script drains them (:func:`sample`).  Stopping is breaking
+the loop: every event carries the trace recorded so far.
+
+Memory stays bounded whatever the request: positions of all chains are kept
+every ``thin`` steps (``thin`` chosen so at most ``max_points`` positions are
+stored), and full paths only for the first ``keep_paths`` chains.  A chain
+whose position becomes non-finite, or runs far outside the box, is frozen at
+its last recorded position and reported; nothing non-finite is recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ebmcore.energies import Box, Target, ValidationError
+from ebmcore.sampling.fast import inplace_grad, sgld_loop
+from ebmcore.sampling.kernels import SAMPLERS, SamplerState, init_state
+
+__all__ = ["MAX_CHAINS", "MAX_STEPS", "Progress", "SampleConfig", "Trace", "run", "sample"]
+
+MAX_CHAINS = 2_000_000  # more would not fit the memory budget of a laptop with margins
+MAX_STEPS = 1_000_000  # per run
+INITS = ("uniform", "gaussian", "point")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Everything that defines a sampling run (with ``seed``, it is reproducible)."""
+
+    sampler: str = "sgld"  # key of SAMPLERS: sgld, mala, hmc
+    step_size: float = 0.3  # eps; for HMC the leapfrog step
+    steps: int = 1000  # transitions per chain
+    chains: int = 500  # independent chains, vectorised
+    noise: bool = True  # False: SGLD without noise = gradient descent to a mode (MAP)
+    temperature: float = 1.0  # T > 0 samples p^(1/T)
+    n_leapfrog: int = 10  # HMC only
+    burn_in: int = 0  # steps excluded from statistics (still drawn)
+    seed: int = 0  # seeds the one torch.Generator used for everything
+    dtype: str = "float32"  # float32 or float64
+    device: str = "cpu"  # cpu or cuda
+    init: str = "uniform"  # uniform over the box, gaussian, or point
+    init_point: tuple[float, float] = (0.0, 0.0)  # centre for gaussian / point init
+    init_std: float = 1.0  # std of the gaussian init
+    keep_paths: int = 16  # chains whose full path is kept for drawing
+    max_points: int = 2_000_000  # cap on stored positions (chains x recorded steps)
+    report_every: int = 0  # steps between events; 0 = about 50 events per run
+
+    def validate(self) -> SampleConfig:
+        """Return self, or raise ValidationError with a message for users."""
+        if self.sampler not in SAMPLERS:
+            raise ValidationError(f"unknown sampler {self.sampler!r}; choose {', '.join(SAMPLERS)}")
+        for name in ("step_size", "temperature", "init_std"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                label = name.replace("_", " ")
+                raise ValidationError(f"{label} must be a finite number > 0, got {v}")
+        if not 1 <= self.chains <= MAX_CHAINS:
+            raise ValidationError(f"chains must be in [1, {MAX_CHAINS:,}], got {self.chains}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ValidationError(f"steps must be in [1, {MAX_STEPS:,}], got {self.steps}")
+        if not 0 <= self.burn_in < self.steps:
+            raise ValidationError(f"burn-in must be in [0, steps), got {self.burn_in}")
+        if not 1 <= self.n_leapfrog <= 1000:
+            raise ValidationError(f"leapfrog steps must be in [1, 1000], got {self.n_leapfrog}")
+        if not self.noise and self.sampler != "sgld":
+            raise ValidationError("noise off (gradient descent to a mode) applies to SGLD only")
+        if self.dtype not in ("float32", "float64"):
+            raise ValidationError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if self.device.split(":")[0] not in ("cpu", "cuda"):
+            raise ValidationError(f"device must be cpu or cuda, got {self.device!r}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValidationError("device cuda requested but CUDA is not available here")
+        if self.init not in INITS:
+            raise ValidationError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if not all(math.isfinite(v) for v in self.init_point):
+            raise ValidationError("init point must be finite")
+        if not 0 <= self.keep_paths <= 1000 or self.max_points < 1000:
+            raise ValidationError("keep_paths must be in [0, 1000] and max_points >= 1000")
+        return self
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch.float64 if self.dtype == "float64" else torch.float32
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What a run recorded (views into its buffers; all finite)."""
+
+    config: SampleConfig  # the run's settings
+    x: Tensor  # (N, 2) current positions (diverged chains frozen)
+    alive: Tensor  # (N,) bool, False for diverged chains
+    steps: Tensor  # (S,) step index of each recorded frame (0 = initial)
+    positions: Tensor  # (S, N, 2) all chains every `thin` steps
+    mean_energy: Tensor  # (S,) float64 mean energy over live chains per frame
+    thin: int  # steps between recorded frames
+    path_steps: Tensor  # (P,) step index of each path point
+    paths: Tensor  # (K, P, 2) full paths of the first K chains
+    acceptance: float | None  # mean acceptance after burn-in (None for SGLD)
+    first_diverged_step: int | None  # first step at which a chain was seen diverged
+    seconds: float  # wall time so far
+
+    @property
+    def n_diverged(self) -> int:
+        return int((~self.alive).sum())
+
+    @property
+    def done(self) -> int:
+        """Number of steps run."""
+        return int(self.steps[-1]) if len(self.steps) else 0
+
+    def kept(self) -> Tensor:
+        """``(S', N', 2)`` frames after burn-in, live chains only: input to statistics."""
+        keep = self.steps >= self.config.burn_in
+        return self.positions[keep][:, self.alive]
+
+    def divergence_message(self) -> str | None:
+        """A sentence for users, or None when every chain stayed finite."""
+        if self.first_diverged_step is None:
+            return None
+        n, total = self.n_diverged, self.alive.numel()
+        return (f"{n} of {total} chains diverged (first seen at step {self.first_diverged_step}): "
+                "lower the step size")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One event of a run."""
+
+    step: int  # steps done so far
+    total: int  # steps requested
+    trace: Trace  # everything recorded so far
+
+    @property
+    def finished(self) -> bool:
+        """True on the last event: all steps done, or every chain diverged."""
+        return self.step >= self.total or not bool(self.trace.alive.any())
+
+
+def _initial_points(target: Target, cfg: SampleConfig, gen: torch.Generator) -> Tensor:
+    n, kw = cfg.chains, {"generator": gen, "dtype": cfg.torch_dtype, "device": cfg.device}
+    x0, x1, y0, y1 = target.box
+    if cfg.init == "uniform":
+        u = torch.rand(n, 2, **kw)
+        return torch.stack([x0 + (x1 - x0) * u[:, 0], y0 + (y1 - y0) * u[:, 1]], 1)
+    centre = torch.tensor(cfg.init_point, dtype=cfg.torch_dtype, device=cfg.device)
+    if cfg.init == "point":
+        return centre.expand(n, 2).clone()
+    return centre + cfg.init_std * torch.randn(n, 2, **kw)
+
+
+def _far_limit(box: Box) -> float:
+    x0, x1, y0, y1 = box
+    return 100.0 * max(x1 - x0, y1 - y0, abs(x0), abs(x1), abs(y0), abs(y1))
+
+
+class _Recorder:
+    """The run's buffers, sized once from the config; all memory is allocated here."""
+
+    def __init__(self, cfg: SampleConfig, x: Tensor, far: float) -> None:
+        n, t = cfg.chains, cfg.steps
+        self.cfg, self.far = cfg, far
+        self.thin = max(1, math.ceil((t + 1) * n / cfg.max_points))
+        self.path_thin = max(1, math.ceil((t + 1) / 5000))
+        self.k = min(cfg.keep_paths, n)
+        self.positions = torch.empty(t // self.thin + 1, n, 2, dtype=cfg.torch_dtype)
+        self.frame_steps = torch.empty(t // self.thin + 1, dtype=torch.long)
+        self.mean_energy = torch.empty(t // self.thin + 1, dtype=torch.float64)
+        n_path = t // self.path_thin + 1
+        self.paths = torch.empty(self.k, n_path, 2, dtype=cfg.torch_dtype, device=cfg.device)
+        self.path_steps = torch.arange(n_path) * self.path_thin
+        self.alive = torch.ones(n, dtype=torch.bool, device=cfg.device)
+        self.frozen = x.clone()  # last checked position of every chain
+        self.first_bad: int | None = None
+        self.frames = 0
+        self.acc_sum, self.acc_count = 0.0, 0
+        self.start = time.perf_counter()
+
+    def check(self, state: SamplerState, step: int) -> SamplerState:
+        """Freeze chains that left the finite world; return the state with them frozen."""
+        ok = (torch.isfinite(state.x).all(1) & torch.isfinite(state.energy)
+              & (state.x.abs() < self.far).all(1))
+        newly = ~ok & self.alive
+        if bool(newly.any()):
+            self.first_bad = step if self.first_bad is None else self.first_bad
+            self.alive &= ~newly
+            dead = ~self.alive
+            state = SamplerState(torch.where(dead[:, None], self.frozen, state.x),
+                                 state.energy.masked_fill(dead, 0.0),
+                                 state.grad.masked_fill(dead[:, None], 0.0))
+        self.frozen = state.x.clone()
+        return state
+
+    def record(self, state: SamplerState, step: int) -> None:
+        f = self.frames
+        self.positions[f] = self.frozen.cpu()
+        self.frame_steps[f] = step
+        self.mean_energy[f] = float(state.energy[self.alive].double().mean())
+        self.frames += 1
+
+    def accept(self, prob: Tensor) -> None:
+        self.acc_sum += float(prob[self.alive].sum())
+        self.acc_count += int(self.alive.sum())
+
+    def clean_paths(self, p: int) -> Tensor:
+        """Paths up to column ``p``, each chain held at its last valid point once it fails."""
+        paths = self.paths[:, :p]
+        ok = torch.isfinite(paths).all(2) & (paths.abs() < self.far).all(2)
+        ok = ok.to(torch.int8).cumprod(1).bool()
+        idx = torch.where(ok, torch.arange(p, device=paths.device), 0).cummax(1).values
+        held = paths.gather(1, idx[:, :, None].expand(-1, -1, 2))
+        held = torch.where(ok[:, :1, None], held, self.frozen[: self.k, None])
+        return held.cpu()
+
+    def trace(self, step: int) -> Trace:
+        acc = self.acc_sum / self.acc_count if self.acc_count else None
+        f, p = self.frames, step // self.path_thin + 1
+        return Trace(self.cfg, self.frozen.cpu().clone(), self.alive.cpu().clone(),
+                     self.frame_steps[:f], self.positions[:f], self.mean_energy[:f], self.thin,
+                     self.path_steps[:p], self.clean_paths(p), acc, self.first_bad,
+                     time.perf_counter() - self.start)
+
+
+def _stops(total: int, *periods: int) -> list[int]:
+    """Sorted steps in ``(0, total]`` that are multiples of any period, plus ``total``."""
+    out = {total}
+    for p in periods:
+        out.update(range(p, total + 1, p))
+    return sorted(out)
+
+
+def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Iterator[Progress]:
+    """Run ``config.chains`` chains on ``target``, yielding progress events.
+
+    SGLD on a target with a closed-form gradient runs the in-place loop of
+    :mod:`ebmcore.sampling.fast` between recording points; it draws the same random
+    numbers as :func:`ebmcore.sampling.kernels.sgld_step`, so results agree to rounding.
+
+    Args:
+        target: the energy (and its box, used for the initial points and to
+            detect runaway chains).
+        config: the run's settings; validated first.
+        x0: optional ``(N, 2)`` initial points, overriding ``config.init``.
+    """
+    cfg = config.validate()
+    gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
+    x = _initial_points(target, cfg, gen) if x0 is None else x0.to(cfg.device, cfg.torch_dtype)
+    if x.shape != (cfg.chains, 2):
+        raise ValidationError(f"initial points must have shape ({cfg.chains}, 2)")
+    x = x.detach().clone()  # the in-place loop must never write into the caller's tensor
+    temperature = cfg.temperature if cfg.noise else 0.0
+    kw = {"step_size": cfg.step_size, "temperature": temperature, "grad": target.grad}
+    if cfg.sampler == "hmc":
+        kw["n_leapfrog"] = cfg.n_leapfrog
+    kernel = SAMPLERS[cfg.sampler]
+    fast = inplace_grad(target) if cfg.sampler == "sgld" else None
+    rec = _Recorder(cfg, x, _far_limit(target.box))
+    every = cfg.report_every or max(1, cfg.steps // 50)
+    state = rec.check(init_state(target.energy, x, target.grad), 0)
+    rec.record(state, 0)
+    rec.paths[:, 0] = state.x[: rec.k]
+    per_step_paths = rec.path_thin == 1
+    step = 0
+    for stop in _stops(cfg.steps, rec.thin, every, rec.path_thin):
+        n = stop - step
+        if fast is not None:
+            out = rec.paths[:, step + 1 : stop + 1] if per_step_paths else None
+            xb = state.x
+            sgld_loop(xb, fast, n, cfg.step_size, temperature, gen, paths_out=out)
+            state = init_state(target.energy, xb, target.grad)
+        else:
+            for i in range(step + 1, stop + 1):
+                state, info = kernel(target.energy, state, gen, **kw)
+                if info.accept_prob is not None and i > cfg.burn_in:
+                    rec.accept(info.accept_prob)
+                if per_step_paths:
+                    rec.paths[:, i] = state.x[: rec.k]
+        step = stop
+        state = rec.check(state, step)
+        if not rec.alive.any():  # every chain diverged: nothing left to run
+            yield Progress(step, cfg.steps, rec.trace(step))
+            return
+        if step % rec.thin == 0:
+            rec.record(state, step)
+        if not per_step_paths and step % rec.path_thin == 0:
+            rec.paths[:, step // rec.path_thin] = state.x[: rec.k]
+        if step % every == 0 or step == cfg.steps:
+            yield Progress(step, cfg.steps, rec.trace(step))
+
+
+def sample(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Trace:
+    """Drain :func:`run` and return the final trace."""
+    events = run(target, config, x0)
+    last = next(events)
+    for last in events:  # noqa: B007 - draining: only the last event matters
+        pass
+    return last.trace
