@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from ebmcore.cli.sample import finite_float
+from ebmcore.cli.args import finite_float
 from ebmcore.ebm.adversarial import (
     FLOW_DEFAULTS,
     METHOD,
@@ -24,8 +24,8 @@ from ebmcore.ebm.adversarial import (
 )
 from ebmcore.ebm.data import Dataset
 from ebmcore.ebm.flows import FLOWS
+from ebmcore.ebm.loop import TrainEvent
 from ebmcore.ebm.models import ModelConfig
-from ebmcore.ebm.training import TrainEvent
 
 __all__ = ["EXTRA_COLUMNS", "METHOD", "add_arguments", "csv_rows", "make_trainer", "progress",
            "summary"]

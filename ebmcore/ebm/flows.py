@@ -14,9 +14,9 @@ the state is carried along unchanged.
   ``v_i = -eps_i grad E(x_{i-1}) + eta_i`` and ``x_i = x_{i-1} + v_i``.  Then
   ``log q(x_T, v_1..v_T) = log q0(x_0) + sum_i log N(eta_i; 0, sigma_i^2 I)`` and
   ``K = sum_i lambda_i / 2 ||v_i||^2``.  Every step adds the entropy of fresh noise
-  but also a penalty for ``v_i`` not looking like ``N(0, I / lambda_i)``: with many
-  steps the bound loosens (the note's warning).  One ``lambda_i`` per step is a
-  valid augmented target too; the note's single ``lambda`` is the case of equal ones.
+  but also a penalty for ``v_i`` not looking like ``N(0, I / lambda_i)``, so with many
+  steps the bound loosens.  One ``lambda_i`` per step is a valid augmented target too
+  (a single ``lambda`` is the case of equal ones).
 - :class:`HamiltonianFlow`: ``(x_0, v_0) ~ q0 x N(0, sigma_v^2 I)``; ``T`` leapfrog steps
   of ``H = E(x) + lambda / 2 ||v||^2`` with learnable step sizes.  No noise is added,
   so ``H(q) = H(q0) + H(v_0)`` however many steps, and ``K = lambda / 2 ||v_T||^2``.
@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from ebmcore.ebm.initial import _LOG_2PI, D, InitialDistribution, _log_normal
 from ebmcore.energies import Energy, ValidationError
+from ebmcore.sampling.kernels import sgld_update
 
 __all__ = ["FLOWS", "FlowSample", "HamiltonianFlow", "LangevinFlow", "make_flow"]
 
@@ -104,8 +105,8 @@ class LangevinFlow(nn.Module):
         kinetic = torch.zeros_like(log_q)
         for i in range(self.steps):
             _, g = _grad(energy, x, create_graph)
-            v = -eps[i] * g + sigma[i] * xi[i]
-            x = x + v
+            x_new = sgld_update(x, g, eps[i], sigma[i], xi[i])
+            v, x = x_new - x, x_new
             kinetic = kinetic + 0.5 * lam[i] * (v**2).sum(1)
             log_q = log_q + _log_normal(xi[i]) - D * self.log_sigma[i]
         log_norm = 0.5 * D * (_LOG_2PI * self.steps - self.log_lam.sum())
