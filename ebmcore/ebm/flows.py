@@ -105,8 +105,8 @@ class LangevinFlow(nn.Module):
         kinetic = torch.zeros_like(log_q)
         for i in range(self.steps):
             _, g = _grad(energy, x, create_graph)
-            x_new = sgld_update(x, g, eps[i], sigma[i], xi[i])
-            v, x = x_new - x, x_new
+            v = sgld_update(0.0, g, eps[i], sigma[i], xi[i])  # the move alone: K needs it
+            x = x + v
             kinetic = kinetic + 0.5 * lam[i] * (v**2).sum(1)
             log_q = log_q + _log_normal(xi[i]) - D * self.log_sigma[i]
         log_norm = 0.5 * D * (_LOG_2PI * self.steps - self.log_lam.sum())

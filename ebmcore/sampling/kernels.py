@@ -63,13 +63,14 @@ def _normal(like: Tensor, generator: torch.Generator) -> Tensor:
     return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
 
 
-def sgld_update(x: Tensor, grad: Tensor, step_size: float, noise_std: float,
-                xi: Tensor | None) -> Tensor:
+def sgld_update(x: Tensor | float, grad: Tensor, step_size: float | Tensor,
+                noise_std: float | Tensor, xi: Tensor | None) -> Tensor:
     """The Langevin move ``x - eps grad + sigma xi``, ``sigma = sqrt(2 eps T)`` usually.
 
     Every Langevin update in the package is this one line: the kernels here, the
     training negatives (before their wall rule) and the Langevin flow (whose
-    ``sigma`` is learned).  ``xi = None`` is gradient descent.
+    ``sigma`` is learned; it passes ``x = 0`` for the move itself).  ``xi = None`` is
+    gradient descent.
     """
     x = x - step_size * grad
     return x if xi is None else x + noise_std * xi
