@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from ebmcore.defaults import DEFAULT_FLOW, FLOW_DEFAULTS
-from ebmcore.ebm.checks import check_ints, check_loop, check_positive
+from ebmcore.ebm.config import LoopConfig, check_choice, check_ints, check_loop, check_positive
 from ebmcore.ebm.flows import FLOWS
 from ebmcore.energies import ValidationError
 
@@ -16,7 +16,7 @@ THETA_WEIGHTS = ("uniform", "importance")
 
 
 @dataclass(frozen=True)
-class AdversarialConfig:
+class AdversarialConfig(LoopConfig):
     """Everything that defines an adversarial run; ``None`` means "the flow's default"."""
 
     flow: str = DEFAULT_FLOW  # the sampler q_phi: hmc (leapfrog) or langevin
@@ -29,27 +29,17 @@ class AdversarialConfig:
     theta_weights: str = "uniform"  # draws of q in theta's step: uniform, or importance p/q
     iters: int | None = None  # theta updates
     lr: float | None = None  # Adam learning rate of theta (cosine-decayed to lr * lr_final)
-    lr_final: float = 0.1  # learning rates at the last iteration, as a fraction
     betas: tuple[float, float] = (0.9, 0.999)  # Adam betas (theta and phi)
     batch_size: int = 256  # data points and draws of q per iteration
-    l2: float = 0.0  # weight of the L2 penalty on energies (0 = off)
     init_gain: float = 6.0  # first layer's initial weights x this (as the MLE trainer)
-    grad_clip: float = 0.0  # max norm of each gradient, theta's and phi's (0 = no clipping)
     ema: float = 0.99  # decay of the weights' running average used by metrics and saves (0 off)
     bound_samples: int = 4096  # fresh draws for the bound at each logged iteration
-    eval_grid: int = 128  # grid side for the exact metrics (multiple of 32)
-    eval_every: int = 50  # iterations between exact metrics (0 = only at the end)
-    box_pad: float = 0.0  # model box = the data's view box grown by this fraction per side
     diverge_nats: float = 30.0  # train NLL this far above uniform-on-box = diverged
-    seed: int = 0  # seeds the weights and the one generator used for training
 
     def validate(self) -> AdversarialConfig:
         """Return a copy with defaults filled in, or raise ValidationError."""
-        if self.flow not in FLOWS:
-            raise ValidationError(f"unknown flow {self.flow!r}; choose {', '.join(FLOWS)}")
-        d = FLOW_DEFAULTS[self.flow]
-        c = replace(self, **{k: d[k] for k in ("iters", "lr", "flow_steps", "flow_step_size")
-                             if getattr(self, k) is None})
+        check_choice("flow", self.flow, tuple(FLOWS))
+        c = replace(self, **self.missing(FLOW_DEFAULTS[self.flow]))
         check_positive(c, ("lr", "flow_lr", "flow_step_size"))
         check_ints(c, (("iters", 1, 10_000_000), ("batch_size", 2, 100_000),
                        ("flow_steps", 0, 1000), ("flow_layers", 0, 16),

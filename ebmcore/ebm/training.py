@@ -20,7 +20,14 @@ import torch
 from torch import Tensor
 
 from ebmcore.defaults import DEFAULT_METHOD, METHOD_DEFAULTS, TRAINING
-from ebmcore.ebm.checks import check_ints, check_loop, check_positive, check_ranges
+from ebmcore.ebm.config import (
+    LoopConfig,
+    check_choice,
+    check_ints,
+    check_loop,
+    check_positive,
+    check_ranges,
+)
 from ebmcore.ebm.data import Dataset
 from ebmcore.ebm.loop import TrainEvent, TrainingLoop, run_to_end
 from ebmcore.ebm.models import ModelConfig
@@ -41,18 +48,15 @@ from ebmcore.sampling.kernels import noise_std
 __all__ = ["METHODS", "METHOD_DEFAULTS", "TrainConfig", "TrainEvent", "Trainer", "train"]
 
 METHODS = tuple(TRAINING)  # short-run, persistent, replay, exact
-_DEFAULTED = ("iters", "lr", "step_size", "steps", "batch_size", "init_gain", "betas", "ema",
-              "kernel")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(LoopConfig):
     """Everything that defines a training run; ``None`` means "the method's default"."""
 
     method: str = DEFAULT_METHOD  # short-run, persistent, replay or exact
     iters: int | None = None  # training iterations
     lr: float | None = None  # Adam learning rate (cosine-decayed to lr * lr_final)
-    lr_final: float = 0.1  # learning rate at the last iteration, as a fraction of lr
     betas: tuple[float, float] | None = None  # Adam betas (0 momentum for chains: no lag)
     batch_size: int | None = None  # data points (and negatives) per iteration
     step_size: float | None = None  # Langevin eps
@@ -61,28 +65,20 @@ class TrainConfig:
     # convention, a noise std sigma (None = sqrt(2 eps)): temperature sigma^2 / (2 eps).
     noise: bool | float | None = True
     temperature: float = 1.0  # T: the chains sample p_theta^(1/T); other than 1 TEMPERS the fit
-    l2: float = 0.0  # weight of the L2 penalty on energies (0 = off)
-    grad_clip: float = 0.0  # max global norm of the parameter gradient (0 = no clipping)
     ema: float | None = None  # weight averaging decay (0 = off); metrics and saves use the average
     chains: int | None = None  # persistent chains (default: batch_size)
     buffer_size: int = 2048  # replay buffer size (small: every entry moves every ~8 iterations)
     restart: float = 0.05  # replay: fraction of negatives restarted from uniform noise
     grid: int = 64  # exact method: quadrature grid side for the training gradient
-    eval_grid: int = 128  # grid side for the exact metrics (multiple of 32)
-    eval_every: int = 50  # iterations between exact metrics (0 = only at the end)
     init_gain: float | None = None  # first layer's initial weights x this: finer initial features
-    box_pad: float = 0.0  # model box = the data's view box grown by this fraction per side
     boundary: str = "reflect"  # how SGLD chains stay in the box: reflect or clamp
     kernel: str | None = None  # mala (Metropolis-adjusted SGLD: exact, stable) or plain sgld
     diverge_nats: float = 10.0  # train NLL this far above uniform-on-box = diverged
-    seed: int = 0  # seeds the weights and the one generator used for everything
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` replaced by the method's default."""
-        if self.method not in METHODS:
-            raise ValidationError(f"unknown method {self.method!r}; choose {', '.join(METHODS)}")
-        d = METHOD_DEFAULTS[self.method]
-        over = {k: d[k] for k in _DEFAULTED if getattr(self, k) is None}
+        check_choice("method", self.method, METHODS)
+        over = self.missing(METHOD_DEFAULTS[self.method])
         if self.chains is None:
             over["chains"] = over.get("batch_size", self.batch_size)
         if not isinstance(self.noise, bool):  # a noise std: its temperature

@@ -1,13 +1,41 @@
-"""Range checks shared by the training configs, each raising ValidationError with one sentence."""
+"""What every training config shares: the loop's own settings and the range checks.
+
+Each check raises ValidationError with one sentence naming the field.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from ebmcore.energies import ValidationError
 
-__all__ = ["check_ints", "check_loop", "check_positive", "check_ranges"]
+__all__ = ["LoopConfig", "check_choice", "check_ints", "check_loop", "check_positive",
+           "check_ranges"]
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Settings of :class:`ebmcore.ebm.loop.TrainingLoop` whatever the method."""
+
+    lr_final: float = 0.1  # learning rates at the last iteration, as a fraction of the first
+    l2: float = 0.0  # weight of the L2 penalty on energies (0 = off)
+    grad_clip: float = 0.0  # max global norm of each trained gradient (0 = no clipping)
+    eval_grid: int = 128  # grid side for the exact metrics (multiple of 32)
+    eval_every: int = 50  # iterations between exact metrics (0 = only at the end)
+    box_pad: float = 0.0  # model box = the data's view box grown by this fraction per side
+    seed: int = 0  # seeds the weights and the one generator used for everything
+
+    def missing(self, defaults: Mapping[str, object]) -> dict[str, object]:
+        """The entries of ``defaults`` whose field is ``None`` here."""
+        return {k: v for k, v in defaults.items() if getattr(self, k) is None}
+
+
+def check_choice(what: str, value: object, choices: Sequence[str]) -> None:
+    """``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValidationError(f"unknown {what} {value!r}; choose {', '.join(choices)}")
 
 
 def check_positive(config: object, names: Iterable[str]) -> None:
