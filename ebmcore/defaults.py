@@ -40,7 +40,7 @@ SAMPLING: dict[str, dict[str, dict[str, object]]] = {
 DEFAULT_DATASET = "mixture"
 DEFAULT_METHOD = "persistent"
 _MCMC = {"step_size": 0.01, "lr": 2e-3, "batch_size": 256, "betas": (0.0, 0.999),
-         "init_gain": 6.0, "ema": 0.99, "kernel": "mala"}  # tuned on mixture, MLP 2-128-128-1
+         "init_gain": 6.0, "ema": 0.99, "kernel": "mala"}  # chosen on mixture, MLP 2-128-128-1
 TRAINING: dict[str, dict[str, dict[str, object]]] = {
     "short-run": {ANY: {"iters": 2000, "steps": 60, **_MCMC}},
     "persistent": {ANY: {"iters": 3000, "steps": 20, **_MCMC}},

@@ -136,8 +136,8 @@ def add_parser(sub) -> None:
     m.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     m.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     m.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: the matrices are small, and on a shared "
-                   "machine two threads measured up to 60x slower than one); 0 = torch's default")
+                   help="torch CPU threads (default 1: the matrices are small, and threads on a "
+                   "shared machine thrash); 0 = torch's default")
     cli_adversarial.add_arguments(p)
     p.set_defaults(handler=cmd_train)
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ebmcore.defaults import FLOW_DEFAULTS
 from ebmcore.ebm.initial import _LOG_2PI, D, InitialDistribution, _log_normal
 from ebmcore.energies import Energy, ValidationError
 from ebmcore.sampling.kernels import sgld_update
@@ -172,7 +173,7 @@ FLOWS = {"langevin": LangevinFlow, "hmc": HamiltonianFlow}
 def make_flow(kind: str, steps: int, step_size: float | None = None, *, components: int = 1,
               layers: int = 0, hidden: int = 32, std: float = 1.0
               ) -> LangevinFlow | HamiltonianFlow:
-    """A flow of ``kind`` (``langevin`` or ``hmc``) with a fresh ``q0``.
+    """A flow of ``kind`` (a key of :data:`FLOWS`) with a fresh ``q0``.
 
     Raises:
         ValidationError: unknown kind, or steps / step size / layers out of range.
@@ -189,6 +190,6 @@ def make_flow(kind: str, steps: int, step_size: float | None = None, *, componen
             1 <= components <= 256):
         raise ValidationError(f"q0 components must be a whole number in [1, 256], got {components}")
     q0 = InitialDistribution(components, layers, hidden, std)
-    if kind == "langevin":
-        return LangevinFlow(q0, steps, 0.01 if step_size is None else step_size)
-    return HamiltonianFlow(q0, steps, 0.05 if step_size is None else step_size)
+    if step_size is None:
+        step_size = FLOW_DEFAULTS[kind]["flow_step_size"]
+    return FLOWS[kind](q0, steps, step_size)
