@@ -7,15 +7,16 @@ The public surface, in the order one meets it::
     trace = sample(target, SampleConfig(step_size=0.3, steps=1000))
     print(summarize(trace, target).to_dict())        # statistics beside exact values
 
-Training lives in :mod:`ebmcore.ebm.training` (maximum likelihood) and
-:mod:`ebmcore.ebm.adversarial` (dynamics embedding); the command line in
+Training runs one loop (:mod:`ebmcore.ebm.loop`) with a maximum-likelihood
+(:mod:`ebmcore.ebm.training`) or an adversarial (:mod:`ebmcore.ebm.adversarial`)
+objective; defaults live in :mod:`ebmcore.defaults`; the command line is
 ``python -m ebmcore``.  This package never imports Streamlit or Plotly.
 """
 
 from __future__ import annotations
 
+from ebmcore.box import Box
 from ebmcore.energies import (
-    Box,
     Energy,
     Param,
     Target,

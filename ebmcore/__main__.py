@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-# OpenMP threads that spin while waiting collapse throughput (x10 measured at 1e6 chains) when
-# other processes share the cores; sleeping waiters cost little on an idle machine.  Must be
+# OpenMP threads that spin while waiting collapse throughput when other processes share the
+# cores; sleeping waiters cost little on an idle machine.  Must be
 # set before torch loads; an explicit OMP_WAIT_POLICY from the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -15,6 +15,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from ebmcore.box import Box
+
 __all__ = [
     "Box",
     "Energy",
@@ -23,11 +25,7 @@ __all__ = [
     "TargetSpec",
     "ValidationError",
     "energy_and_grad",
-    "pad_box",
 ]
-
-Box = tuple[float, float, float, float]
-"""A view box ``(xmin, xmax, ymin, ymax)``."""
 
 
 class Energy(Protocol):
@@ -56,13 +54,6 @@ def energy_and_grad(
         e = energy(xr)
         (g,) = torch.autograd.grad(e.sum(), xr)
     return e.detach(), g.detach()
-
-
-def pad_box(box: Box, frac: float) -> Box:
-    """Grow a box by ``frac`` of its width and height on each side."""
-    x0, x1, y0, y1 = box
-    dx, dy = (x1 - x0) * frac, (y1 - y0) * frac
-    return (x0 - dx, x1 + dx, y0 - dy, y1 + dy)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from dataclasses import replace
 import pytest
 import torch
 
+from ebmcore.box import Box
 from ebmcore.ebm.data import DATASETS, PAD, Dataset, dataset_names, make_dataset
-from ebmcore.energies import ValidationError, pad_box
+from ebmcore.energies import ValidationError
 
 TOYS = sorted(DATASETS)
 
@@ -24,7 +25,7 @@ def test_toy_shapes_dtype_box_and_range(name):
     assert torch.isfinite(both).all()
     # The box is the data's own bounding box, padded by PAD per side.
     lo, hi = both.min(0).values, both.max(0).values
-    expected = pad_box((lo[0].item(), hi[0].item(), lo[1].item(), hi[1].item()), PAD)
+    expected = Box(lo[0].item(), hi[0].item(), lo[1].item(), hi[1].item()).pad(PAD)
     assert d.box == pytest.approx(expected)
     # "Roughly [-4, 4]^2": the noiseless shapes are built inside [-4, 4]^2 except the
     # pinwheel, whose radius 2 (1 + 0.3 z) exceeds 4 only for z > 3.3; Gaussian noise of std s

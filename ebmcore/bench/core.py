@@ -3,8 +3,8 @@
 Sampler throughput is counted in *chain-steps per second* (chains x steps /
 wall seconds), the median of a few timed repeats after an untimed warm-up,
 each repeat sized to take a fixed wall time.  Baselines run in the same
-process and the same moment: a vectorised NumPy SGLD and the reference note's
-one-chain Python loop; ``vs_numpy`` is a row's rate over NumPy's.
+process and the same moment: a vectorised NumPy SGLD and the reference
+example's one-chain Python loop; ``vs_numpy`` is a row's rate over NumPy's.
 
 Other modules add their own rows (training iterations/s, figure build times)
 with :func:`register_bench`: the modules named in :data:`BENCH_MODULES`, and
@@ -151,7 +151,7 @@ def _sampler_rows(name: str, n: int, cfg: dict) -> list[dict]:
 
 
 def _reference_loop(name: str, steps: int) -> dict:
-    """The note's example: one chain, one step at a time, NumPy on 2-vectors."""
+    """The reference example: one chain, one step at a time, NumPy on 2-vectors."""
     t = make_target(name)
     eps = STEP_SIZES[name]
     grad_log_p = _numpy_grad_log_p(name)

@@ -23,7 +23,7 @@ __all__ = ["CASES", "training_bench"]
 
 THREADS = 1  # as `train` runs by default (two threads thrash on a shared 2-core machine)
 CASES: tuple[tuple[str, dict], ...] = (
-    # the reference: default MLP, batch 256, 60 SGLD steps from noise
+    # the reference setup: default MLP, batch 256, 60 SGLD steps from noise
     ("short-run K=60 batch 256 sgld", {"method": "short-run", "steps": 60, "batch_size": 256,
                                        "kernel": "sgld"}),
     ("short-run K=60 batch 256 mala", {"method": "short-run", "steps": 60, "batch_size": 256,

@@ -1,20 +1,17 @@
 """The ``--method adversarial`` branch of ``python -m ebmcore train`` (:mod:`ebmcore.cli.train`).
 
-Only what differs from the MLE methods lives here: the flow's options, building
-the trainer from parsed arguments, and the bound's numbers in the progress
-lines, the summary and ``metrics.csv`` (``bound``, ``bound_se``, ``bound_log_z``
-(the exact log Z of the live weights the bound is about; ``log_z`` is that of
-the weights' running average when ``--ema`` is on), ``gap = bound_log_z - bound``,
-``entropy``: in this file the bound's entropy term H(q), which the trainer's
-history rows call ``q_entropy`` beside the data's ``entropy``).  Everything else
-(data, model, output files) is shared.
+Only what differs from the MLE methods lives here: the flow's options, building the
+trainer, and the bound's numbers in the progress lines, the summary and ``metrics.csv``
+(``bound``, ``bound_se``, ``bound_log_z`` of the live weights, ``gap``, and ``entropy``,
+the bound's H(q), which history rows call ``q_entropy``).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ebmcore.cli.sample import finite_float
+from ebmcore.cli.args import finite_float
+from ebmcore.defaults import DEFAULT_FLOW
 from ebmcore.ebm.adversarial import (
     FLOW_DEFAULTS,
     METHOD,
@@ -24,8 +21,8 @@ from ebmcore.ebm.adversarial import (
 )
 from ebmcore.ebm.data import Dataset
 from ebmcore.ebm.flows import FLOWS
+from ebmcore.ebm.loop import TrainEvent
 from ebmcore.ebm.models import ModelConfig
-from ebmcore.ebm.training import TrainEvent
 
 __all__ = ["EXTRA_COLUMNS", "METHOD", "add_arguments", "csv_rows", "make_trainer", "progress",
            "summary"]
@@ -42,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "q_phi is a dynamics-embedding flow; phi maximises the bound E_q[-E - K] + H(q) - "
         "log Z_K <= log Z, theta minimises E_data[E] - E_q[E]. The Langevin options of the "
         "MLE methods (--steps, --step-size, --noise, --boundary, ...) do not apply.")
-    g.add_argument("--flow", choices=list(FLOWS), default=d.flow,
+    g.add_argument("--flow", choices=list(FLOWS), default=DEFAULT_FLOW,
                    help=f"hmc: T leapfrog steps (tight bound); langevin: T noisy gradient "
-                   f"steps (looser: every step costs) (default {d.flow})")
+                   f"steps (looser: every step costs) (default {DEFAULT_FLOW})")
     g.add_argument("--flow-steps", type=int, metavar="T", help=f"dynamics steps ({steps})")
     g.add_argument("--flow-step-size", type=finite_float, metavar="EPS",
                    help="initial step size of every flow step, learned (box = [-1, 1]-ish units)")

@@ -1,7 +1,6 @@
 """``python -m ebmcore sample``: run chains on a target, print the exact comparison.
 
-Parsing helpers shared by the subcommands live here too (finite numbers,
-comma-separated vectors, JSON-ready values, short number formatting).
+The JSON and number formatting that the other subcommands print with live here too.
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from ebmcore.cli.args import finite_float, key_values, numbers
+from ebmcore.defaults import DEFAULT_TARGET, sampling_defaults
 from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.summary import GRID, RunSummary, summarize
@@ -24,34 +25,10 @@ from ebmcore.sampling.runner import INITS, SampleConfig, Trace, sample
 from ebmcore.targets.registry import TARGETS, make_target
 
 __all__ = ["FORMULA_BOX", "OUT_FORMATS", "add_parser", "build_target", "cmd_sample",
-           "finite_float", "fmt_value", "jsonable", "numbers"]
+           "fmt_value", "jsonable"]
 
 OUT_FORMATS = (".csv", ".parquet")
 FORMULA_BOX = (-4.0, 4.0, -4.0, 4.0)  # default box of --target formula
-
-
-def finite_float(text: str) -> float:
-    """argparse type: a finite float (``nan``/``inf`` are usage errors)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return v
-
-
-def numbers(count: int):
-    """argparse type: exactly ``count`` comma-separated finite numbers, as a tuple."""
-
-    def parse(text: str) -> tuple[float, ...]:
-        parts = [p for p in text.split(",") if p.strip()]
-        if len(parts) != count:
-            raise argparse.ArgumentTypeError(
-                f"expected {count} comma-separated numbers, got {text!r}")
-        return tuple(finite_float(p) for p in parts)
-
-    return parse
 
 
 def add_parser(sub, epilog: str = "") -> None:
@@ -62,19 +39,24 @@ def add_parser(sub, epilog: str = "") -> None:
         "sample statistics beside the exact ones (log Z, mean and covariance by quadrature, "
         "the exact SGLD-biased covariance on Gaussians, histogram discrepancy, ESS, R-hat).",
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = SampleConfig()
-    p.add_argument("--target", default="gaussian", metavar="NAME",
-                   help=f"registry target ({', '.join(TARGETS)}) or 'formula' (default gaussian)")
+    d, ref = SampleConfig(), sampling_defaults()
+    p.add_argument("--target", default=DEFAULT_TARGET, metavar="NAME",
+                   help=f"registry target ({', '.join(TARGETS)}) or 'formula' "
+                   f"(default {DEFAULT_TARGET})")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="target parameter, repeatable; vectors comma separated "
                    "(mean=0.5,0.5 cov=2,1,1,2); for formula: expr=... and its named constants")
     p.add_argument("--box", type=numbers(4), metavar="XMIN,XMAX,YMIN,YMAX",
                    help=f"view and quadrature box of a formula target (default {FORMULA_BOX})")
-    p.add_argument("--sampler", choices=list(SAMPLERS), default=d.sampler, help="kernel")
-    p.add_argument("--chains", type=int, default=d.chains, help="independent chains N")
-    p.add_argument("--steps", type=int, default=d.steps, help="transitions per chain T")
-    p.add_argument("--step-size", type=finite_float, default=d.step_size, metavar="EPS",
-                   help="eps (the leapfrog step for HMC)")
+    p.add_argument("--sampler", choices=list(SAMPLERS), default=ref["sampler"], help="kernel")
+    p.add_argument("--chains", type=int,
+                   help=f"independent chains N (default: per target and sampler, {ref['chains']})")
+    p.add_argument("--steps", type=int,
+                   help=f"transitions per chain T (default: per target and sampler, "
+                   f"{ref['steps']})")
+    p.add_argument("--step-size", type=finite_float, metavar="EPS",
+                   help=f"eps, the leapfrog step for HMC (default: per target and sampler, "
+                   f"{ref['step_size']:g})")
     p.add_argument("--no-noise", action="store_true",
                    help="SGLD without noise: gradient descent to a mode (MAP)")
     p.add_argument("--temperature", type=finite_float, default=d.temperature,
@@ -98,19 +80,6 @@ def add_parser(sub, epilog: str = "") -> None:
                    help="with --out: write the thinned trace (chain, step, x, y) instead")
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
     p.set_defaults(handler=cmd_sample)
-
-
-def _parse_params(items: Sequence[str]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValidationError(f"--param expects KEY=VALUE, got {item!r}")
-        if key in params:
-            raise ValidationError(f"--param {key} given twice")
-        params[key] = value
-    return params
 
 
 def build_target(name: str, params: dict[str, str], box: Sequence[float] | None) -> Target:
@@ -164,12 +133,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = _out_path(args)
     if not 0 <= args.seed < 2**63:
         raise ValidationError(f"seed must be in [0, 2**63), got {args.seed}")
-    target = build_target(args.target, _parse_params(args.param), args.box)
+    target = build_target(args.target, key_values(args.param), args.box)
+    d = sampling_defaults(args.target, args.sampler)
+    given = {"step_size": args.step_size, "steps": args.steps, "chains": args.chains}
     cfg = SampleConfig(
-        sampler=args.sampler, step_size=args.step_size, steps=args.steps, chains=args.chains,
-        noise=not args.no_noise, temperature=args.temperature, n_leapfrog=args.leapfrog,
-        burn_in=args.burn_in, seed=args.seed, dtype=args.dtype, device=args.device,
-        init=args.init, init_point=args.init_point, init_std=args.init_std).validate()
+        sampler=args.sampler, **{k: d[k] if v is None else v for k, v in given.items()},
+        noise=not args.no_noise and bool(d["noise"]), temperature=args.temperature,
+        n_leapfrog=args.leapfrog, burn_in=args.burn_in, seed=args.seed, dtype=args.dtype,
+        device=args.device, init=args.init, init_point=args.init_point,
+        init_std=args.init_std).validate()
     trace = sample(target, cfg)
     summary = summarize(trace, target, quadrature(target.energy, target.box, GRID))
     if out is not None:

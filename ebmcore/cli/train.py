@@ -20,13 +20,15 @@ from pathlib import Path
 import torch
 
 from ebmcore.cli import adversarial as cli_adversarial
-from ebmcore.cli.sample import finite_float, numbers
+from ebmcore.cli.args import finite_float, key_values, numbers
+from ebmcore.defaults import DEFAULT_DATASET, DEFAULT_METHOD, METHOD_DEFAULTS
 from ebmcore.ebm.adversarial import AdversarialTrainer
 from ebmcore.ebm.checkpoint import load_checkpoint
 from ebmcore.ebm.data import dataset_names, make_dataset
+from ebmcore.ebm.loop import TrainingLoop
 from ebmcore.ebm.models import ACTIVATIONS, ModelConfig
-from ebmcore.ebm.negatives import grid_samples
-from ebmcore.ebm.training import METHOD_DEFAULTS, METHODS, TrainConfig, Trainer
+from ebmcore.ebm.negatives import BOUNDARIES, KERNELS, grid_samples
+from ebmcore.ebm.training import METHODS, TrainConfig, Trainer
 from ebmcore.energies import ValidationError
 from ebmcore.exact.density import grid_points
 
@@ -34,7 +36,6 @@ __all__ = ["METRIC_COLUMNS", "add_parser", "cmd_train", "write_metrics", "write_
 
 METRIC_COLUMNS = ("iteration", "seconds", "loss", "nll_train", "nll_test", "kl", "log_z",
                   "neg_discrepancy")
-DEFAULT_METHOD = "persistent"
 N_TRAIN, N_TEST = 10_000, 2_000  # more points than the data module's default: less overfitting
 N_MODEL_SAMPLES = 2_000  # exact draws from the trained model written to samples.csv
 EXAMPLES = """examples:
@@ -70,8 +71,8 @@ def add_parser(sub) -> None:
         "Langevin chains stay in the box by REFLECTION at its walls (--boundary clamp projects "
         "onto the wall instead). Method defaults: " + _method_defaults(),
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="mixture", metavar="NAME",
-                   help=f"data set ({', '.join(dataset_names())}); default mixture")
+    p.add_argument("--data", default=DEFAULT_DATASET, metavar="NAME",
+                   help=f"data set ({', '.join(dataset_names())}); default {DEFAULT_DATASET}")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="data-set parameter, repeatable (noise=0.1, std=0.3, ...)")
     p.add_argument("--n-train", type=int, default=N_TRAIN, help="training points")
@@ -93,13 +94,16 @@ def add_parser(sub) -> None:
     s.add_argument("--step-size", "--eps", type=finite_float, metavar="EPS",
                    help="Langevin step size eps (default: per method)")
     s.add_argument("--steps", "-K", type=int, metavar="K", help="Langevin steps per iteration")
+    s.add_argument("--temperature", type=finite_float, metavar="T",
+                   help=f"the chains sample exp(-E/T) (default {d.temperature:g}). ANY OTHER "
+                   "VALUE TEMPERS: p_theta is learned too sharp (T<1) or too flat (T>1)")
     s.add_argument("--noise", type=finite_float, metavar="SIGMA",
-                   help="noise std per step; default sqrt(2 eps). ANY OTHER VALUE TEMPERS: the "
-                   "chains sample exp(-E/T), T = sigma^2/(2 eps), and p_theta is learned too "
-                   "sharp (T<1) or too flat (T>1)")
-    s.add_argument("--boundary", choices=["reflect", "clamp"], default=d.boundary,
-                   help="how SGLD chains stay in the box (default reflect)")
-    s.add_argument("--kernel", choices=["sgld", "mala"],
+                   help="the same as a noise std per step: T = sigma^2/(2 eps); 0 = no noise")
+    s.add_argument("--no-noise", action="store_true",
+                   help="chains without noise: gradient descent on the energy (SGLD only)")
+    s.add_argument("--boundary", choices=BOUNDARIES, default=d.boundary,
+                   help=f"how SGLD chains stay in the box (default {d.boundary})")
+    s.add_argument("--kernel", choices=KERNELS,
                    help="mala (default): the SGLD proposal with a Metropolis accept/reject, "
                    "exact for p_theta, proposals leaving the box rejected; sgld: unadjusted, "
                    "biased at finite eps and unstable where E is steep")
@@ -132,23 +136,26 @@ def add_parser(sub) -> None:
     m.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     m.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     m.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: the matrices are small, and on a shared "
-                   "machine two threads measured up to 60x slower than one); 0 = torch's default")
+                   help="torch CPU threads (default 1: the matrices are small, and threads on a "
+                   "shared machine thrash); 0 = torch's default")
     cli_adversarial.add_arguments(p)
     p.set_defaults(handler=cmd_train)
 
 
-def _params(items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValidationError(f"--param expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
+def _noise(args: argparse.Namespace) -> dict[str, object]:
+    """``noise`` and ``temperature`` of TrainConfig from the three noise flags."""
+    given = [f for f, v in (("--temperature", args.temperature), ("--noise", args.noise),
+                            ("--no-noise", args.no_noise or None)) if v is not None]
+    if len(given) > 1:
+        raise ValidationError(f"give one of {', '.join(given)}, not several")
+    if args.no_noise:
+        return {"noise": False}
+    if args.noise is not None:
+        return {"noise": args.noise}  # a noise std: TrainConfig turns it into a temperature
+    return {} if args.temperature is None else {"temperature": args.temperature}
 
 
-def _trainer(args: argparse.Namespace) -> Trainer | AdversarialTrainer:
+def _trainer(args: argparse.Namespace) -> TrainingLoop:
     if args.resume:
         adversarial = load_checkpoint(args.resume).method == cli_adversarial.METHOD
         trainer = (AdversarialTrainer if adversarial else Trainer).resume(args.resume)
@@ -159,7 +166,7 @@ def _trainer(args: argparse.Namespace) -> Trainer | AdversarialTrainer:
             trainer.config = replace(trainer.config, iters=args.iters).validate()
         return trainer
     data = make_dataset(args.data, args.n_train, args.n_test, args.data_seed,
-                        _params(args.param))
+                        key_values(args.param))
     model = ModelConfig(width=args.width, depth=args.depth, activation=args.activation)
     if args.method == cli_adversarial.METHOD:
         return cli_adversarial.make_trainer(args, data, model)
@@ -167,7 +174,7 @@ def _trainer(args: argparse.Namespace) -> Trainer | AdversarialTrainer:
         method=args.method, iters=args.iters, lr=args.lr, lr_final=args.lr_final,
         betas=None if args.betas is None else tuple(args.betas), ema=args.ema,
         batch_size=args.batch_size, step_size=args.step_size,
-        steps=args.steps, noise=args.noise, l2=args.l2, grad_clip=args.grad_clip,
+        steps=args.steps, **_noise(args), l2=args.l2, grad_clip=args.grad_clip,
         chains=args.chains, buffer_size=args.buffer_size, restart=args.restart, grid=args.grid,
         eval_grid=args.eval_grid, eval_every=args.eval_every, init_gain=args.init_gain,
         box_pad=args.box_pad, boundary=args.boundary, kernel=args.kernel, seed=args.seed)
@@ -206,19 +213,19 @@ def write_samples(path: Path, trainer: Trainer, n: int = N_MODEL_SAMPLES) -> Non
                 w.writerow((f"{a:.6g}", f"{b:.6g}", source))
 
 
-def _summary(trainer: Trainer, out: str | None) -> dict:
+def _summary(trainer: TrainingLoop, out: str | None) -> dict:
     m = trainer.last_metrics
     md = m.to_dict() if m is not None else {}
-    c = trainer.config
-    return {"data": trainer.dataset.name, "method": c.method, "iterations": trainer.iteration,
+    return {"data": trainer.dataset.name, "method": trainer.method, "iterations": trainer.iteration,
             "seconds": trainer.seconds,
             "iters_per_second": trainer.iteration / trainer.seconds if trainer.seconds else None,
             "kl": md.get("kl"), "nll_train": md.get("nll_train"), "nll_test": md.get("nll_test"),
             "entropy": md.get("entropy"), "log_z": md.get("log_z"),
             "neg_discrepancy": md.get("neg_discrepancy"), "neg_floor": md.get("neg_floor"),
-            "temperature": c.temperature, "diverged": trainer.diverged is not None,
+            "temperature": trainer.temperature, "diverged": trainer.diverged is not None,
             "message": trainer.diverged, "out": out,
-            **(cli_adversarial.summary(trainer) if c.method == cli_adversarial.METHOD else {})}
+            **(cli_adversarial.summary(trainer) if trainer.method == cli_adversarial.METHOD
+               else {})}
 
 
 def _progress(ev) -> str:
@@ -237,13 +244,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     trainer = _trainer(args)
-    c = trainer.config
+    c, method = trainer.config, trainer.method
     if not args.quiet:
-        if c.method != "exact" and abs(c.temperature - 1.0) > 1e-9:
+        if method in METHODS and method != "exact" and abs(trainer.temperature - 1.0) > 1e-9:
             sys.stderr.write(f"warning: noise {c.noise_scale:g} != sqrt(2 eps) = "
                              f"{math.sqrt(2 * c.step_size):g}: the chains sample exp(-E/T) with "
-                             f"T = {c.temperature:.3g}, so p_theta is learned TEMPERED\n")
-        sys.stderr.write(f"train {trainer.dataset.name}: {c.method}, {c.iters} iterations, "
+                             f"T = {trainer.temperature:.3g}, so p_theta is learned TEMPERED\n")
+        sys.stderr.write(f"train {trainer.dataset.name}: {method}, {c.iters} iterations, "
                          f"box {tuple(round(v, 3) for v in trainer.box)}\n")
     for ev in trainer.run():
         if ev.metrics is not None and not args.quiet:
@@ -254,7 +261,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out:
         d = Path(args.out)
         d.mkdir(parents=True, exist_ok=True)
-        if c.method == cli_adversarial.METHOD:
+        if method == cli_adversarial.METHOD:
             write_metrics(d / "metrics.csv", cli_adversarial.csv_rows(trainer.history),
                           METRIC_COLUMNS + cli_adversarial.EXTRA_COLUMNS)
         else:

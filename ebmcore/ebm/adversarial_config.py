@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields, replace
 
+from ebmcore.defaults import DEFAULT_FLOW, FLOW_DEFAULTS
+from ebmcore.ebm.config import LoopConfig, check_choice, check_ints, check_loop, check_positive
 from ebmcore.ebm.flows import FLOWS
 from ebmcore.energies import ValidationError
 
@@ -12,18 +13,13 @@ __all__ = ["FLOW_DEFAULTS", "METHOD", "THETA_WEIGHTS", "AdversarialConfig"]
 
 METHOD = "adversarial"
 THETA_WEIGHTS = ("uniform", "importance")
-FLOW_DEFAULTS: dict[str, dict[str, float | int]] = {
-    # tuned on `mixture` with the default MLP 2-128-128-1 on 2 shared cores
-    "langevin": {"iters": 3000, "flow_steps": 5, "flow_step_size": 0.01, "lr": 1e-3},
-    "hmc": {"iters": 1000, "flow_steps": 10, "flow_step_size": 0.05, "lr": 3e-3},
-}
 
 
 @dataclass(frozen=True)
-class AdversarialConfig:
+class AdversarialConfig(LoopConfig):
     """Everything that defines an adversarial run; ``None`` means "the flow's default"."""
 
-    flow: str = "hmc"  # the sampler q_phi: hmc (leapfrog) or langevin
+    flow: str = DEFAULT_FLOW  # the sampler q_phi: hmc (leapfrog) or langevin
     flow_steps: int | None = None  # T, dynamics steps of q_phi
     flow_step_size: float | None = None  # initial eps of every step (in z units, box ~ [-1, 1])
     flow_components: int = 16  # Gaussian components of q0, started at a k-means of the data
@@ -33,57 +29,27 @@ class AdversarialConfig:
     theta_weights: str = "uniform"  # draws of q in theta's step: uniform, or importance p/q
     iters: int | None = None  # theta updates
     lr: float | None = None  # Adam learning rate of theta (cosine-decayed to lr * lr_final)
-    lr_final: float = 0.1  # learning rates at the last iteration, as a fraction
     betas: tuple[float, float] = (0.9, 0.999)  # Adam betas (theta and phi)
     batch_size: int = 256  # data points and draws of q per iteration
-    l2: float = 0.0  # weight of the L2 penalty on energies (0 = off)
     init_gain: float = 6.0  # first layer's initial weights x this (as the MLE trainer)
-    grad_clip: float = 0.0  # max norm of each gradient, theta's and phi's (0 = no clipping)
     ema: float = 0.99  # decay of the weights' running average used by metrics and saves (0 off)
     bound_samples: int = 4096  # fresh draws for the bound at each logged iteration
-    eval_grid: int = 128  # grid side for the exact metrics (multiple of 32)
-    eval_every: int = 50  # iterations between exact metrics (0 = only at the end)
-    box_pad: float = 0.0  # model box = the data's view box grown by this fraction per side
     diverge_nats: float = 30.0  # train NLL this far above uniform-on-box = diverged
-    seed: int = 0  # seeds the weights and the one generator used for training
-
-    @property
-    def method(self) -> str:
-        return METHOD
-
-    @property
-    def temperature(self) -> float:
-        """1: the flows target ``p_theta`` itself (for code shared with the MLE configs)."""
-        return 1.0
 
     def validate(self) -> AdversarialConfig:
         """Return a copy with defaults filled in, or raise ValidationError."""
-        if self.flow not in FLOWS:
-            raise ValidationError(f"unknown flow {self.flow!r}; choose {', '.join(FLOWS)}")
-        d = FLOW_DEFAULTS[self.flow]
-        c = replace(self, **{k: d[k] for k in ("iters", "lr", "flow_steps", "flow_step_size")
-                             if getattr(self, k) is None})
-        for name in ("lr", "flow_lr", "flow_step_size"):
-            v = getattr(c, name)
-            if not (math.isfinite(v) and v > 0):
-                raise ValidationError(f"{name} must be a finite number > 0, got {v}")
-        for name, low, high in (("iters", 1, 10_000_000), ("batch_size", 2, 100_000),
-                                ("flow_steps", 0, 1000), ("flow_layers", 0, 16),
-                                ("flow_components", 1, 256),
-                                ("phi_steps", 0, 100), ("bound_samples", 2, 1_000_000),
-                                ("eval_every", 0, 10_000_000), ("seed", 0, 2**63 - 1)):
-            v = getattr(c, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
-                raise ValidationError(f"{name} must be a whole number in [{low}, {high}], got {v}")
+        check_choice("flow", self.flow, tuple(FLOWS))
+        c = replace(self, **self.missing(FLOW_DEFAULTS[self.flow]))
+        check_positive(c, ("lr", "flow_lr", "flow_step_size"))
+        check_ints(c, (("iters", 1, 10_000_000), ("batch_size", 2, 100_000),
+                       ("flow_steps", 0, 1000), ("flow_layers", 0, 16),
+                       ("flow_components", 1, 256), ("phi_steps", 0, 100),
+                       ("bound_samples", 2, 1_000_000), ("eval_every", 0, 10_000_000),
+                       ("seed", 0, 2**63 - 1)))
         if c.theta_weights not in THETA_WEIGHTS:
             raise ValidationError(f"theta_weights must be one of {', '.join(THETA_WEIGHTS)}, "
                                   f"got {c.theta_weights!r}")
-        if not 0 <= c.lr_final <= 1 or len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
-            raise ValidationError("lr_final must be in [0, 1] and betas two numbers in [0, 1)")
-        if not (c.l2 >= 0 and c.grad_clip >= 0 and 0 <= c.box_pad <= 1 and c.diverge_nats > 0
-                and 0 < c.init_gain <= 100 and 0 <= c.ema < 1):
-            raise ValidationError("l2 and grad_clip must be >= 0, box_pad in [0, 1], "
-                                  "init_gain in (0, 100], ema in [0, 1)")
+        check_loop(c)
         return c
 
     def to_dict(self) -> dict[str, object]:

@@ -12,9 +12,8 @@ load).  Layout (version 1)::
     metrics: [ {iteration, seconds, loss, nll_train, ...}, ... ]
     trainer_state: optimiser, generator, chains/buffer, iteration... or None
 
-Any trainer (MLE here, adversarial later) writes the same layout with its own
-``method`` and ``trainer_state``; readers that only need the model use
-``load_checkpoint(path).model()``.
+Every trainer writes this layout with its own ``method`` and ``trainer_state``;
+readers that only need the model use ``load_checkpoint(path).model()``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ebmcore.energies import Box, Param, Target, ValidationError, pad_box
+from ebmcore.box import Box
+from ebmcore.energies import Param, Target, ValidationError
 
 __all__ = ["DATASETS", "MAX_POINTS", "Dataset", "DatasetSpec", "dataset_names", "make_dataset"]
 
@@ -183,7 +184,7 @@ def _data_box(points: Tensor) -> Box:
         if b - a < 1e-6:  # a single point (or a line): give it some room
             a, b = a - 1.0, b + 1.0
         box += [a, b]
-    return pad_box((box[0], box[1], box[2], box[3]), PAD)
+    return Box(*box).pad(PAD)
 
 
 def _toy_params(spec: DatasetSpec, params: Mapping[str, object]) -> dict[str, object]:

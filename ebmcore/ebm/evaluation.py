@@ -23,20 +23,14 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor
 
+from ebmcore.box import Box
 from ebmcore.ebm.data import Dataset
-from ebmcore.energies import Box, Energy, ValidationError
+from ebmcore.energies import Energy, ValidationError
 from ebmcore.exact.density import GridDensity, discrepancy, kl_divergence, quadrature
 
-__all__ = ["ExactEvaluator", "ExactMetrics", "clamp_to_box", "exact_metrics"]
-
-
-def clamp_to_box(x: Tensor, box: Box) -> Tensor:
-    """Points ``(N, 2)`` projected onto ``box`` (those inside are unchanged)."""
-    x0, x1, y0, y1 = box
-    return torch.stack([x[:, 0].clamp(x0, x1), x[:, 1].clamp(y0, y1)], 1)
+__all__ = ["ExactEvaluator", "ExactMetrics", "exact_metrics"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,9 +71,9 @@ class ExactEvaluator:
         if n % self.BINS or not self.BINS <= n <= 1024:
             raise ValidationError(
                 f"evaluation grid must be a multiple of 32 in [32, 1024], got {n}")
-        self.box, self.n = tuple(float(v) for v in box), n
-        self.train = clamp_to_box(dataset.train.float(), self.box)
-        self.test = clamp_to_box(dataset.test.float(), self.box)
+        self.box, self.n = Box.of(box), n
+        self.train = self.box.clamp(dataset.train.float())
+        self.test = self.box.clamp(dataset.test.float())
         self.target: GridDensity | None = None
         if dataset.target is not None:
             self.target = quadrature(dataset.target.energy, self.box, n)

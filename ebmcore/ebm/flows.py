@@ -14,9 +14,9 @@ the state is carried along unchanged.
   ``v_i = -eps_i grad E(x_{i-1}) + eta_i`` and ``x_i = x_{i-1} + v_i``.  Then
   ``log q(x_T, v_1..v_T) = log q0(x_0) + sum_i log N(eta_i; 0, sigma_i^2 I)`` and
   ``K = sum_i lambda_i / 2 ||v_i||^2``.  Every step adds the entropy of fresh noise
-  but also a penalty for ``v_i`` not looking like ``N(0, I / lambda_i)``: with many
-  steps the bound loosens (the note's warning).  One ``lambda_i`` per step is a
-  valid augmented target too; the note's single ``lambda`` is the case of equal ones.
+  but also a penalty for ``v_i`` not looking like ``N(0, I / lambda_i)``, so with many
+  steps the bound loosens.  One ``lambda_i`` per step is a valid augmented target too
+  (a single ``lambda`` is the case of equal ones).
 - :class:`HamiltonianFlow`: ``(x_0, v_0) ~ q0 x N(0, sigma_v^2 I)``; ``T`` leapfrog steps
   of ``H = E(x) + lambda / 2 ||v||^2`` with learnable step sizes.  No noise is added,
   so ``H(q) = H(q0) + H(v_0)`` however many steps, and ``K = lambda / 2 ||v_T||^2``.
@@ -36,8 +36,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ebmcore.defaults import FLOW_DEFAULTS
 from ebmcore.ebm.initial import _LOG_2PI, D, InitialDistribution, _log_normal
 from ebmcore.energies import Energy, ValidationError
+from ebmcore.sampling.kernels import sgld_update
 
 __all__ = ["FLOWS", "FlowSample", "HamiltonianFlow", "LangevinFlow", "make_flow"]
 
@@ -104,7 +106,7 @@ class LangevinFlow(nn.Module):
         kinetic = torch.zeros_like(log_q)
         for i in range(self.steps):
             _, g = _grad(energy, x, create_graph)
-            v = -eps[i] * g + sigma[i] * xi[i]
+            v = sgld_update(0.0, g, eps[i], sigma[i], xi[i])  # the move alone: K needs it
             x = x + v
             kinetic = kinetic + 0.5 * lam[i] * (v**2).sum(1)
             log_q = log_q + _log_normal(xi[i]) - D * self.log_sigma[i]
@@ -171,7 +173,7 @@ FLOWS = {"langevin": LangevinFlow, "hmc": HamiltonianFlow}
 def make_flow(kind: str, steps: int, step_size: float | None = None, *, components: int = 1,
               layers: int = 0, hidden: int = 32, std: float = 1.0
               ) -> LangevinFlow | HamiltonianFlow:
-    """A flow of ``kind`` (``langevin`` or ``hmc``) with a fresh ``q0``.
+    """A flow of ``kind`` (a key of :data:`FLOWS`) with a fresh ``q0``.
 
     Raises:
         ValidationError: unknown kind, or steps / step size / layers out of range.
@@ -188,6 +190,6 @@ def make_flow(kind: str, steps: int, step_size: float | None = None, *, componen
             1 <= components <= 256):
         raise ValidationError(f"q0 components must be a whole number in [1, 256], got {components}")
     q0 = InitialDistribution(components, layers, hidden, std)
-    if kind == "langevin":
-        return LangevinFlow(q0, steps, 0.01 if step_size is None else step_size)
-    return HamiltonianFlow(q0, steps, 0.05 if step_size is None else step_size)
+    if step_size is None:
+        step_size = FLOW_DEFAULTS[kind]["flow_step_size"]
+    return FLOWS[kind](q0, steps, step_size)

@@ -29,7 +29,9 @@ __all__ = [
     "hmc_step",
     "init_state",
     "mala_step",
+    "noise_std",
     "sgld_step",
+    "sgld_update",
 ]
 
 GradFn = Callable[[Tensor], Tensor]
@@ -61,6 +63,24 @@ def _normal(like: Tensor, generator: torch.Generator) -> Tensor:
     return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
 
 
+def sgld_update(x: Tensor | float, grad: Tensor, step_size: float | Tensor,
+                noise_std: float | Tensor, xi: Tensor | None) -> Tensor:
+    """The Langevin move ``x - eps grad + sigma xi``, ``sigma = sqrt(2 eps T)`` usually.
+
+    Every Langevin update in the package is this one line: the kernels here, the
+    training negatives (before their wall rule) and the Langevin flow (whose
+    ``sigma`` is learned; it passes ``x = 0`` for the move itself).  ``xi = None`` is
+    gradient descent.
+    """
+    x = x - step_size * grad
+    return x if xi is None else x + noise_std * xi
+
+
+def noise_std(step_size: float, temperature: float) -> float:
+    """``sqrt(2 eps T)``: the noise that makes Langevin target ``p^(1/T)``."""
+    return math.sqrt(2.0 * step_size * temperature)
+
+
 def sgld_step(
     energy: Energy,
     state: SamplerState,
@@ -75,9 +95,8 @@ def sgld_step(
     Its stationary law is ``p^(1/T)`` only as ``eps -> 0``; at finite ``eps``
     it is biased (see :func:`ebmcore.exact.density.sgld_stationary_cov`).
     """
-    x = state.x - step_size * state.grad
-    if temperature > 0:
-        x = x + math.sqrt(2.0 * step_size * temperature) * _normal(x, generator)
+    xi = _normal(state.x, generator) if temperature > 0 else None
+    x = sgld_update(state.x, state.grad, step_size, noise_std(step_size, temperature), xi)
     e, g = energy_and_grad(energy, x, grad)
     return SamplerState(x, e, g), StepInfo(None)
 
@@ -115,7 +134,7 @@ def mala_step(
     if temperature <= 0:
         raise ValueError("MALA needs a positive temperature")
     s2 = 2.0 * step_size * temperature
-    y = state.x - step_size * state.grad + math.sqrt(s2) * _normal(state.x, generator)
+    y = sgld_update(state.x, state.grad, step_size, math.sqrt(s2), _normal(state.x, generator))
     e, g = energy_and_grad(energy, y, grad)
     new = SamplerState(y, e, g)
     fwd = ((y - state.x + step_size * state.grad) ** 2).sum(1)

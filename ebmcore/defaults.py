@@ -1,0 +1,87 @@
+"""Default settings, in one place: sampling per target and sampler, training per method.
+
+The CLI, the configs and the dashboard read their defaults from here.  Lookups go
+from the most general entry to the most specific, :data:`ANY` standing for "every
+target / sampler / data set not listed", so a later per-target or per-data-set
+entry only needs the values that differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "ANY",
+    "DEFAULT_DATASET",
+    "DEFAULT_FLOW",
+    "DEFAULT_METHOD",
+    "DEFAULT_SAMPLER",
+    "DEFAULT_TARGET",
+    "FLOW_DEFAULTS",
+    "METHOD_DEFAULTS",
+    "SAMPLING",
+    "TRAINING",
+    "flow_defaults",
+    "sampling_defaults",
+    "training_defaults",
+]
+
+ANY = "*"  # the fallback key of every table below
+
+# -- sampling: target -> sampler -> settings (fields of SampleConfig) ----------
+DEFAULT_TARGET = "gaussian"
+DEFAULT_SAMPLER = "sgld"
+SAMPLING: dict[str, dict[str, dict[str, object]]] = {
+    # the reference example: SGLD on the Gaussian, eps 0.3, 1000 steps, 500 chains, noise on
+    ANY: {ANY: {"step_size": 0.3, "steps": 1000, "chains": 500, "noise": True}},
+}
+
+# -- training: method -> data set -> settings (fields of TrainConfig) ----------
+DEFAULT_DATASET = "mixture"
+DEFAULT_METHOD = "persistent"
+_MCMC = {"step_size": 0.01, "lr": 2e-3, "batch_size": 256, "betas": (0.0, 0.999),
+         "init_gain": 6.0, "ema": 0.99, "kernel": "mala"}  # chosen on mixture, MLP 2-128-128-1
+TRAINING: dict[str, dict[str, dict[str, object]]] = {
+    "short-run": {ANY: {"iters": 2000, "steps": 60, **_MCMC}},
+    "persistent": {ANY: {"iters": 3000, "steps": 20, **_MCMC}},
+    "replay": {ANY: {"iters": 4000, "steps": 20, **_MCMC}},
+    "exact": {ANY: {"iters": 1500, "steps": 0, **_MCMC, "lr": 3e-3, "batch_size": 1024,
+                    "betas": (0.9, 0.999), "kernel": "sgld"}},
+}
+
+# -- adversarial training: flow -> data set -> settings (fields of AdversarialConfig)
+DEFAULT_FLOW = "hmc"  # the leapfrog flow: its bound stays tight
+FLOWS_TABLE: dict[str, dict[str, dict[str, object]]] = {
+    "langevin": {ANY: {"iters": 3000, "flow_steps": 5, "flow_step_size": 0.01, "lr": 1e-3}},
+    "hmc": {ANY: {"iters": 1000, "flow_steps": 10, "flow_step_size": 0.05, "lr": 3e-3}},
+}
+
+
+def _lookup(table: Mapping[str, Mapping[str, Mapping[str, object]]], outer: str,
+            inner: str) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for a in (ANY, outer):
+        row = table.get(a, {})
+        for b in (ANY, inner):
+            out.update(row.get(b, {}))
+    return out
+
+
+def sampling_defaults(target: str = DEFAULT_TARGET,
+                      sampler: str = DEFAULT_SAMPLER) -> dict[str, object]:
+    """The sampler settings for ``target``, falling back to the reference example."""
+    return {"sampler": sampler, **_lookup(SAMPLING, target, sampler)}
+
+
+def training_defaults(method: str, dataset: str = ANY) -> dict[str, object]:
+    """The training settings of ``method`` (a key of :data:`TRAINING`) on ``dataset``."""
+    return _lookup(TRAINING, method, dataset)
+
+
+def flow_defaults(flow: str, dataset: str = ANY) -> dict[str, object]:
+    """The adversarial settings of ``flow`` (a key of :data:`FLOWS_TABLE`) on ``dataset``."""
+    return _lookup(FLOWS_TABLE, flow, dataset)
+
+
+METHOD_DEFAULTS = {m: training_defaults(m) for m in TRAINING}  # method -> settings
+FLOW_DEFAULTS = {f: flow_defaults(f) for f in FLOWS_TABLE}  # flow -> settings
