@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import pytest
@@ -53,7 +54,7 @@ def test_every_target_keeps_mass_and_positivity_and_kl_never_grows(name, target)
         assert bool(torch.isfinite(f.rho).all()) and float(f.rho.min()) >= 0.0
         assert math.isfinite(f.kl) and f.kl >= -1e-12
         kls.append(f.kl)
-    assert all(b <= a + 1e-12 for a, b in zip(kls, kls[1:], strict=False)), (name, kls)
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(kls)), (name, kls)
     assert kls[-1] < kls[0]
     assert float(f.rho.sum()) == pytest.approx(1.0, abs=1e-10) and f.t == 2.0
 
@@ -149,7 +150,7 @@ def test_events_are_bounded_and_do_not_change_the_frames():
     base = FlowConfig(t_end=1.0, frames=2, dt=0.01, grid=32, chunk_steps=1000)
     events = list(evolve(target, dataclasses.replace(base, chunk_steps=7)))
     steps = [e.step for e in events]
-    assert all(b - a <= 7 for a, b in zip(steps, steps[1:], strict=False))
+    assert all(b - a <= 7 for a, b in itertools.pairwise(steps))
     assert any(not e.requested for e in events)
     frames = [e for e in events if e.requested]
     ref = flow_frames(target, base)
