@@ -71,3 +71,12 @@ def test_flow_bad_input_exits_2_with_one_line(capsys, argv):
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
     assert err.startswith("error:") and err.count("\n") == 1, err
+
+
+def test_quick_flow_bench_rows(capsys):
+    assert main(["bench", "--quick", "--json", "--only", "flow"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["bench"] for r in rows} == {"flow"}
+    solver = [r for r in rows if r["unit"] == "frames/s"]
+    assert len(solver) == 1 and solver[0]["grid"] == 32 and solver[0]["steps"] > 0
+    assert all(r["seconds"] > 0 and r["rate"] > 0 and r["vs_sgld"] > 0 for r in rows)
