@@ -224,3 +224,33 @@ def test_large_eps_histogram_stalls_at_the_exact_sgld_bias():
     flow = flow_frames(target, FlowConfig(times=(40.0,), dt=0.1, grid=128, init="gaussian",
                                           init_point=START, init_std=START_STD))[-1]
     assert flow.kl < 1e-4 < closed / 100
+
+
+@pytest.mark.parametrize(("name", "target"), list(_all_targets()), ids=lambda v: str(v)[:12])
+def test_drift_field_points_down_the_energy_with_log_scaled_lengths(name, target):
+    from ebmcore.targets.field import drift_field
+
+    f = drift_field(target, arrows=12)
+    assert f.x.shape == f.u.shape == (144,)
+    length = torch.hypot(f.u, f.v)
+    assert float(length.max()) == pytest.approx(f.spacing) and bool((length >= 0).all())
+    # Monotone in the true magnitude, and along -grad E: one step down the arrow lowers E.
+    order = torch.argsort(f.magnitude)
+    assert bool((length[order].diff() >= -1e-12).all())
+    pts = torch.stack([f.x, f.y], 1)
+    e0 = target(pts).double()
+    e1 = target(pts + 1e-4 * torch.stack([f.u, f.v], 1) / f.spacing).double()
+    moving = f.magnitude > 1e-6
+    assert bool((e1[moving] < e0[moving]).all()), name
+
+
+def test_drift_field_of_a_gaussian_is_minus_a_x():
+    from ebmcore.targets.field import drift_field
+
+    f = drift_field(make_target("gaussian"), arrows=4)
+    g = torch.stack([f.x, f.y], 1) @ torch.linalg.inv(SIGMA)
+    assert torch.allclose(f.magnitude, g.norm(dim=1), atol=1e-12)
+    direction = torch.stack([f.u, f.v], 1) / torch.hypot(f.u, f.v)[:, None]
+    assert torch.allclose(direction, -g / g.norm(dim=1, keepdim=True), atol=1e-12)
+    with pytest.raises(ValidationError):
+        drift_field(make_target("gaussian"), arrows=1)

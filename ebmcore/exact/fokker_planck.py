@@ -73,6 +73,7 @@ class FlowConfig:
     init_point: tuple[float, float] = (0.0, 0.0)  # centre of the gaussian / point init
     init_std: float = 1.0  # standard deviation of the gaussian init
     chunk_steps: int = 200  # most time steps between two events (bounds the work per event)
+    chunk_seconds: float = 0.5  # and most wall seconds between events (frames never change)
 
     def validate(self) -> FlowConfig:
         """Return self, or raise ValidationError with a message for users."""
@@ -103,6 +104,8 @@ class FlowConfig:
             raise ValidationError("init point must be two finite numbers")
         if not 1 <= self.chunk_steps <= 100_000:
             raise ValidationError(f"chunk steps must be in [1, 100000], got {self.chunk_steps}")
+        if not (isinstance(self.chunk_seconds, (int, float)) and self.chunk_seconds > 0):
+            raise ValidationError(f"chunk seconds must be > 0, got {self.chunk_seconds}")
         steps = sum(math.ceil(d / self.dt - 1e-9) for d in _gaps(frame_times(self))) + RAMP
         if steps > MAX_FLOW_STEPS:
             raise ValidationError(f"{steps:,} time steps exceed the limit {MAX_FLOW_STEPS:,}: "
@@ -320,8 +323,9 @@ def evolve(target: Target, config: FlowConfig) -> Iterator[FlowFrame]:
 
     A frame with ``requested=True`` comes at each of :func:`frame_times` (the first
     at t = 0 when requested); between two of them, a progress frame
-    (``requested=False``) comes every ``config.chunk_steps`` steps, so that no
-    event waits for more than a bounded amount of work.  Stop by breaking the loop.
+    (``requested=False``) comes after ``config.chunk_steps`` steps or
+    ``config.chunk_seconds`` of wall time, whichever is first, so that no event
+    waits for more than a bounded amount of work.  Stop by breaking the loop.
 
     Raises:
         ValidationError: a bad config, a point init outside the box, or an energy
@@ -334,7 +338,7 @@ def evolve(target: Target, config: FlowConfig) -> Iterator[FlowFrame]:
     u = -p.log_prob  # E / T up to a constant: only differences enter the fluxes
     rho = initial_density(target, cfg)
     steppers: dict[float, _Stepper] = {}
-    t, step = 0.0, 0
+    t, step, since, last = 0.0, 0, 0, time.perf_counter()
 
     def frame(requested: bool) -> FlowFrame:
         mass, mean, cov, kl = summary(rho)
@@ -352,11 +356,14 @@ def evolve(target: Target, config: FlowConfig) -> Iterator[FlowFrame]:
             for _ in range(count):
                 rho = stepper.step(rho)
                 step += 1
+                since += 1
                 t += dt
-                if step % cfg.chunk_steps == 0:
+                if since >= cfg.chunk_steps or time.perf_counter() - last > cfg.chunk_seconds:
                     yield frame(False)
+                    since, last = 0, time.perf_counter()
         t = t_next
         yield frame(True)
+        since, last = 0, time.perf_counter()
 
 
 def _step_sizes(gap: float, dt: float, ramp: bool) -> list[tuple[float, int]]:
