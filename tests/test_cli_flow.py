@@ -80,3 +80,8 @@ def test_quick_flow_bench_rows(capsys):
     solver = [r for r in rows if r["unit"] == "frames/s"]
     assert len(solver) == 1 and solver[0]["grid"] == 32 and solver[0]["steps"] > 0
     assert all(r["seconds"] > 0 and r["rate"] > 0 and r["vs_sgld"] > 0 for r in rows)
+
+
+def test_flow_help(capsys):
+    code, out, _ = run(capsys, "flow", "--help")
+    assert code == 0 and "usage:" in out and "--time" in out

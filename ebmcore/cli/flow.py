@@ -34,6 +34,7 @@ from ebmcore.targets.registry import TARGETS
 
 __all__ = ["add_parser", "cmd_flow"]
 
+THREADS = 1  # the grid lines are small tensors: a shared thread pool only slows them down
 EXAMPLES = """examples:
   python -m ebmcore flow --time 5 --json
   python -m ebmcore flow --target mixture --init point --init-point 0,0 --time 2 --frames 4
@@ -99,7 +100,12 @@ def cmd_flow(args: argparse.Namespace) -> int:
     cfg = FlowConfig(t_end=args.time, frames=args.frames, dt=args.dt, grid=args.grid,
                      temperature=args.temperature, init=args.init,
                      init_point=tuple(args.init_point), init_std=args.init_std).validate()
-    frames = flow_frames(target, cfg)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        frames = flow_frames(target, cfg)
+    finally:
+        torch.set_num_threads(prev)
     exact = _closed_form(target, cfg, frames)
     if args.json:
         record = {"target": target.name, "params": jsonable(dict(target.params)),

@@ -259,8 +259,8 @@ class _LineSolver:
     def solve(self, d: Tensor) -> Tensor:
         for s, p, q in self.levels:
             nd = d.clone()
-            nd[:, s:] += p[:, s:] * d[:, :-s]
-            nd[:, :-s] += q[:, :-s] * d[:, s:]
+            nd[:, s:].addcmul_(p[:, s:], d[:, :-s])
+            nd[:, :-s].addcmul_(q[:, :-s], d[:, s:])
             d = nd
         return d * self.inv_b
 
