@@ -254,3 +254,17 @@ def test_drift_field_of_a_gaussian_is_minus_a_x():
     assert torch.allclose(direction, -g / g.norm(dim=1, keepdim=True), atol=1e-12)
     with pytest.raises(ValidationError):
         drift_field(make_target("gaussian"), arrows=1)
+
+
+def test_side_by_side_panels_share_one_scale_and_integrate_to_one():
+    from ebmcore.exact.flow_compare import side_by_side
+
+    target = make_target("mixture")
+    frame = flow_frames(target, FlowConfig(times=(0.5,), grid=64))[-1]
+    samples = target.sample(5000, torch.Generator().manual_seed(0))
+    panels = side_by_side(frame.rho, samples, target.box, bins=16)
+    x0, x1, y0, y1 = target.box
+    area = (x1 - x0) * (y1 - y0) / 16**2
+    assert float(panels.exact.sum()) * area == pytest.approx(1.0, abs=1e-12)
+    assert float(panels.particles.sum()) * area == pytest.approx(1.0, abs=1e-12)  # box: 1 - 1e-8
+    assert panels.zmax == max(float(panels.exact.max()), float(panels.particles.max()))

@@ -26,8 +26,8 @@ from ebmcore.exact.density import discrepancy
 from ebmcore.exact.fokker_planck import FlowConfig, evolve, stationary_density
 from ebmcore.sampling.runner import SampleConfig, Trace
 
-__all__ = ["ParticleFrame", "bin_masses", "compare_run", "flow_config_for", "histogram",
-           "histogram_kl", "kl_floor"]
+__all__ = ["ParticleFrame", "SideBySide", "bin_masses", "compare_run", "flow_config_for",
+           "histogram", "histogram_kl", "kl_floor", "side_by_side"]
 
 _EXPANSION_FROM = 1000.0  # N p above which E[q log q] uses its 1/N expansion (error < 1e-3/N)
 
@@ -129,6 +129,25 @@ def kl_floor(n: int, p: Tensor) -> float:
         e_qlogq = (torch.where(first, log_pmf.exp(), torch.zeros_like(q)) * qlogq).sum(1)
         total += float((e_qlogq - ps * ps.log()).sum())
     return total
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """rho_t and the chains' histogram as densities on the same bins, for one colour scale."""
+
+    exact: Tensor  # (bins, bins) [iy, ix] density of rho_t averaged over each bin
+    particles: Tensor  # (bins, bins) histogram density: count / (N * bin area), N all finite
+    zmax: float  # the larger of the two maxima: one colour scale for both panels
+
+
+def side_by_side(rho: Tensor, samples: Tensor, box: Box, bins: int = 32) -> SideBySide:
+    """Both panels of one time: ``rho`` (a frame's cell masses) and ``samples`` ``(N, 2)``."""
+    x0, x1, y0, y1 = box
+    area = (x1 - x0) * (y1 - y0) / bins**2
+    exact = bin_masses(rho, bins) / area
+    counts, _, finite = histogram(samples, box, bins)
+    particles = counts / (max(finite, 1) * area)
+    return SideBySide(exact, particles, float(torch.maximum(exact.max(), particles.max())))
 
 
 def compare_run(target: Target, trace: Trace, grid: int = 128, bins: int = 32,
