@@ -18,7 +18,9 @@ the order.  Each system is tridiagonal per grid line, a nonsingular M-matrix
 with unit column sums: its inverse is nonnegative and keeps the mass, and
 ``exp(-E/T)`` is its fixed point, so the scheme conserves mass, keeps rho >= 0,
 never lets KL(rho || p_T) grow and is stable for every step size.  Errors are
-O(dt) in time and O(h^2) in space.  The solves use parallel cyclic reduction,
+O(dt) in time and O(h^2) in space; first order in time is the price of
+positivity at every step size (no linear method of higher order keeps it:
+Bolley and Crouzeix, 1978).  The solves use parallel cyclic reduction,
 whose multipliers (all >= 0) are computed once per run.
 """
 
