@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ebmcore.cli import flow as cli_flow
 from ebmcore.cli import sample as cli_sample
 from ebmcore.cli.sample import fmt_value, jsonable
 from ebmcore.energies import ValidationError
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_targets(sub)
     cli_sample.add_parser(sub, EPILOG)
     _add_bench(sub)
+    cli_flow.add_parser(sub)
     from ebmcore.cli import (
         train as cli_train,  # imported here: its training imports only load with the parser
     )

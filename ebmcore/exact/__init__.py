@@ -1,1 +1,2 @@
-"""Exact ground truth in 2D: quadrature, convergence diagnostics, run summaries, eps sweeps."""
+"""Exact ground truth in 2D: quadrature, diagnostics, run summaries, eps sweeps, and the
+Fokker–Planck law of the chains over time."""
