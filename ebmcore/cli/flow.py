@@ -13,15 +13,8 @@ import json
 
 import torch
 
-from ebmcore.cli.sample import (
-    FORMULA_BOX,
-    _parse_params,
-    build_target,
-    finite_float,
-    fmt_value,
-    jsonable,
-    numbers,
-)
+from ebmcore.cli.args import finite_float, key_values, numbers
+from ebmcore.cli.sample import FORMULA_BOX, build_target, fmt_value, jsonable
 from ebmcore.energies import Target
 from ebmcore.exact.fokker_planck import (
     FLOW_INITS,
@@ -96,7 +89,7 @@ def _closed_form(target: Target, cfg: FlowConfig, frames: list[FlowFrame]) -> di
 
 def cmd_flow(args: argparse.Namespace) -> int:
     """Validate everything, solve, print the frames (JSON or a table)."""
-    target = build_target(args.target, _parse_params(args.param), args.box)
+    target = build_target(args.target, key_values(args.param), args.box)
     cfg = FlowConfig(t_end=args.time, frames=args.frames, dt=args.dt, grid=args.grid,
                      temperature=args.temperature, init=args.init,
                      init_point=tuple(args.init_point), init_std=args.init_std).validate()
