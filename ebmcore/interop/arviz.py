@@ -167,7 +167,10 @@ def to_inference_data(trace: Trace, target: Target, config: SampleConfig | None 
             data[f"{prefix}sample_stats"] = {k: v[:, keep] for k, v in stats.items()}
     if "posterior" not in data:
         raise ValidationError("the run stopped before burn-in ended: nothing to export")
-    tree = from_dict(data, save_warmup=True, attrs={"/": _attrs(trace, target, s)})
+    # check_conventions off: its only check warns when chains outnumber draws, which is how
+    # this lab samples (thousands of short chains); the dims here are explicit anyway.
+    tree = from_dict(data, save_warmup=True, check_conventions=False,
+                     attrs={"/": _attrs(trace, target, s)})
     for group in data:  # the sampler step of each draw, beside ArviZ's 0-based draw index
         keep = post if not group.startswith("warmup_") else ~post
         tree[group] = tree[group].to_dataset().assign_coords(step=("draw", steps[keep]))
