@@ -71,6 +71,19 @@ class EventProgress:
         except (AttributeError, OSError, ValueError):
             pass
 
+    def _width(self) -> dict[str, object]:
+        """Follow the terminal's size; one that reports no size (0 x 0) gets a fixed 80 x 24.
+
+        (tqdm would take 0 rows as "no room" and hide the bar.)
+        """
+        try:
+            size = os.get_terminal_size(self.stream.fileno())
+        except (AttributeError, OSError, ValueError):
+            size = os.terminal_size((0, 0))
+        if size.columns > 0 and size.lines > 0:
+            return {"dynamic_ncols": True}
+        return {"ncols": 80, "nrows": 24}
+
     def track(self, events: Iterable[E], count: Callable[[E], int],
               postfix: Callable[[E], str | None] | None = None) -> Iterator[E]:
         """Yield ``events`` until they end or Ctrl-C; ``count(event)`` is the bar's position.
@@ -85,7 +98,7 @@ class EventProgress:
             from tqdm import tqdm
 
             self._bar = tqdm(total=self.total, initial=self.initial, desc=self.desc,
-                             unit=self.unit, file=self.stream, dynamic_ncols=True, leave=True)
+                             unit=self.unit, file=self.stream, leave=True, **self._width())
         try:
             for ev in events:
                 if self._bar is not None:
