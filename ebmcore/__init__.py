@@ -7,6 +7,10 @@ The public surface, in the order one meets it::
     trace = sample(target, SampleConfig(step_size=0.3, steps=1000))
     print(summarize(trace, target).to_dict())        # statistics beside exact values
 
+For notebooks and other tools, :mod:`ebmcore.interop` turns runs into pandas
+DataFrames (``trace_frame``, ``final_frame``, ``metrics_frame``) and ArviZ data
+(``to_inference_data``, ``to_netcdf_bytes``; the optional extra ``arviz``).
+
 Training lives in :mod:`ebmcore.ebm.training` (maximum likelihood) and
 :mod:`ebmcore.ebm.adversarial` (dynamics embedding); the command line in
 ``python -m ebmcore``.  This package never imports Streamlit or Plotly.
@@ -33,6 +37,13 @@ from ebmcore.exact.density import (
 )
 from ebmcore.exact.diagnostics import autocorrelation, ess_bulk, split_rhat
 from ebmcore.exact.summary import RunSummary, summarize
+from ebmcore.interop import (
+    final_frame,
+    metrics_frame,
+    to_inference_data,
+    to_netcdf_bytes,
+    trace_frame,
+)
 from ebmcore.sampling.kernels import (
     SAMPLERS,
     SamplerState,
@@ -69,12 +80,14 @@ __all__ = [
     "discrepancy",
     "energy_and_grad",
     "ess_bulk",
+    "final_frame",
     "formula_target",
     "hmc_step",
     "init_state",
     "kl_divergence",
     "make_target",
     "mala_step",
+    "metrics_frame",
     "quadrature",
     "run",
     "sample",
@@ -82,6 +95,9 @@ __all__ = [
     "sgld_step",
     "split_rhat",
     "summarize",
+    "to_inference_data",
+    "to_netcdf_bytes",
+    "trace_frame",
 ]
 
 __version__ = "0.1.0"

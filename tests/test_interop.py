@@ -16,6 +16,7 @@ from ebmcore.cli.main import main
 from ebmcore.ebm.data import make_dataset
 from ebmcore.ebm.training import TrainConfig, train
 from ebmcore.energies import ValidationError
+from ebmcore.exact.summary import summarize
 from ebmcore.interop import (
     INSTALL_HINT,
     final_frame,
@@ -27,7 +28,8 @@ from ebmcore.interop import (
 )
 from ebmcore.sampling.kernels import SAMPLERS
 from ebmcore.sampling.runner import SampleConfig, sample
-from ebmcore.targets.registry import make_target
+from ebmcore.targets.formula import formula_target
+from ebmcore.targets.registry import TARGETS, make_target
 
 # The extra is in the test extra, so CI has it; elsewhere these tests skip without it.
 if os.environ.get("CI"):
@@ -177,3 +179,26 @@ def test_metrics_frame_from_a_trainer():
     assert metrics_frame(trainer.history).equals(df)
     with pytest.raises(ValidationError):
         metrics_frame(3)
+
+
+@pytest.mark.parametrize("name", [*TARGETS, "formula"])
+def test_every_target_exports_its_exact_reference(name):
+    if name == "formula":
+        target = formula_target("(x**2 + y**2 - 4)**2 / s", (-4.0, 4.0, -4.0, 4.0), {"s": "0.5"})
+    else:
+        target = make_target(name)
+    trace = sample(target, SampleConfig(step_size=0.01, steps=40, chains=4, seed=2))
+    s = summarize(trace, target)
+    tree = read_back(to_netcdf_bytes(trace, target, summary=s))
+    a = tree.attrs
+    assert a["target"] == target.name and a["log_z"] == s.log_z
+    np.testing.assert_array_equal(a["exact_mean"], s.target_mean.numpy())
+    np.testing.assert_array_equal(a["exact_cov"], s.target_cov.reshape(-1).numpy())
+    np.testing.assert_array_equal(a["box"], list(target.box))
+    # recomputed here in float64; the export evaluates in the run's float32 (relative rounding
+    # ~1e-7 per operation, a few dozen operations per energy): 1e-5 relative
+    pos = trace.positions.to(torch.float64)
+    e = target.energy(pos.reshape(-1, 2)).reshape(pos.shape[:2]).T.numpy()
+    np.testing.assert_allclose(tree["sample_stats"]["energy"].values, e, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tree["sample_stats"]["lp"].values, -e - s.log_z, rtol=1e-5,
+                               atol=1e-5)
