@@ -9,7 +9,7 @@ arviz-stats, h5netcdf).  The layout follows ArviZ's conventions, so
   non-index coordinate ``step`` gives each draw's sampler step.
 - ``warmup_posterior``: the recorded frames before ``burn_in`` (when there are any).
 - ``sample_stats`` (and ``warmup_sample_stats``):
-  ``energy`` the potential ``E(x)`` of each draw (not HMC's Hamiltonian, so
+  ``energy`` the potential ``E(x)`` of each draw, in the run's dtype (not HMC's Hamiltonian, so
   ArviZ's E-BFMI does not apply), ``lp`` the exact normalised ``log p(x) =
   -E(x) - log Z``, ``diverging`` True where a chain that left the finite world
   is frozen, and for MALA/HMC recorded at every step (``thin == 1``)
@@ -62,9 +62,12 @@ def require_arviz() -> None:
 
 
 def _energies(target: Target, positions: torch.Tensor) -> np.ndarray:
-    """``E`` at every recorded position ``(S, N, 2)`` -> ``(N, S)`` float64."""
+    """``E`` at every recorded position ``(S, N, 2)`` -> ``(N, S)``, in the run's dtype.
+
+    (float64 for a float32 run would only double the file with digits nobody computed.)
+    """
     flat = positions.reshape(-1, 2)
-    out = torch.empty(flat.shape[0], dtype=torch.float64)
+    out = torch.empty(flat.shape[0], dtype=positions.dtype)
     with torch.no_grad():
         for i in range(0, flat.shape[0], ENERGY_CHUNK):
             out[i : i + ENERGY_CHUNK] = target.energy(flat[i : i + ENERGY_CHUNK]).detach()
@@ -156,7 +159,7 @@ def to_inference_data(trace: Trace, target: Target, config: SampleConfig | None 
     post = steps >= trace.config.burn_in
     pos = trace.positions.numpy()  # (S, N, 2)
     stats = {"energy": _energies(target, trace.positions), "diverging": _diverging(trace)}
-    stats["lp"] = -stats["energy"] - s.log_z
+    stats["lp"] = (-stats["energy"].astype(np.float64) - s.log_z).astype(pos.dtype)
     accepted = _accepted(trace)
     if accepted is not None:
         stats["accepted"] = accepted
