@@ -7,6 +7,10 @@ The public surface, in the order one meets it::
     trace = sample(target, SampleConfig(step_size=0.3, steps=1000))
     print(summarize(trace, target).to_dict())        # statistics beside exact values
 
+For notebooks and other tools, :mod:`ebmcore.interop` turns runs into pandas
+DataFrames (``trace_frame``, ``final_frame``, ``metrics_frame``) and ArviZ data
+(``to_inference_data``, ``to_netcdf_bytes``; the optional extra ``arviz``).
+
 Training runs one loop (:mod:`ebmcore.ebm.loop`) with a maximum-likelihood
 (:mod:`ebmcore.ebm.training`) or an adversarial (:mod:`ebmcore.ebm.adversarial`)
 objective; defaults live in :mod:`ebmcore.defaults`; the command line is
@@ -34,6 +38,13 @@ from ebmcore.exact.density import (
 )
 from ebmcore.exact.diagnostics import autocorrelation, ess_bulk, split_rhat
 from ebmcore.exact.summary import RunSummary, summarize
+from ebmcore.interop import (
+    final_frame,
+    metrics_frame,
+    to_inference_data,
+    to_netcdf_bytes,
+    trace_frame,
+)
 from ebmcore.sampling.kernels import (
     SAMPLERS,
     SamplerState,
@@ -70,12 +81,14 @@ __all__ = [
     "discrepancy",
     "energy_and_grad",
     "ess_bulk",
+    "final_frame",
     "formula_target",
     "hmc_step",
     "init_state",
     "kl_divergence",
     "make_target",
     "mala_step",
+    "metrics_frame",
     "quadrature",
     "run",
     "sample",
@@ -83,6 +96,9 @@ __all__ = [
     "sgld_step",
     "split_rhat",
     "summarize",
+    "to_inference_data",
+    "to_netcdf_bytes",
+    "trace_frame",
 ]
 
 __version__ = "0.1.0"

@@ -33,6 +33,7 @@ EPILOG = """examples:
   python -m ebmcore sample --json                      (the reference Gaussian, eps 0.3)
   python -m ebmcore sample --target banana --sampler mala --step-size 0.02 --init gaussian
   python -m ebmcore sample --chains 100000 --steps 200 --out final.parquet
+  python -m ebmcore sample --sampler mala --step-size 0.5 --burn-in 200 --out run.nc  (ArviZ)
   python -m ebmcore sample --target formula --param expr='(x**2+y**2-4)**2/s' --param s=0.5
   python -m ebmcore bench --quick"""
 

@@ -16,18 +16,20 @@ from pathlib import Path
 import torch
 
 from ebmcore.cli.args import finite_float, key_values, numbers
+from ebmcore.cli.progress import EventProgress, progress_wanted
 from ebmcore.defaults import DEFAULT_TARGET, sampling_defaults
 from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.summary import GRID, RunSummary, summarize
+from ebmcore.interop.frames import final_frame, trace_frame
 from ebmcore.sampling.kernels import SAMPLERS
-from ebmcore.sampling.runner import INITS, SampleConfig, Trace, sample
+from ebmcore.sampling.runner import INITS, Progress, SampleConfig, run
 from ebmcore.targets.registry import TARGETS, make_target
 
 __all__ = ["FORMULA_BOX", "OUT_FORMATS", "add_parser", "build_target", "cmd_sample",
            "fmt_value", "jsonable"]
 
-OUT_FORMATS = (".csv", ".parquet")
+OUT_FORMATS = (".csv", ".parquet", ".nc")
 FORMULA_BOX = (-4.0, 4.0, -4.0, 4.0)  # default box of --target formula
 
 
@@ -75,10 +77,14 @@ def add_parser(sub, epilog: str = "") -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype)
     p.add_argument("--device", default=d.device, help="cpu or cuda")
     p.add_argument("--out", type=Path, metavar="FILE",
-                   help="write final positions (chain, x, y, energy, alive) as .csv or .parquet")
+                   help="write final positions (chain, x, y, energy, alive) as .csv or .parquet; "
+                   ".nc writes the whole run as ArviZ data (NetCDF; needs the 'arviz' extra)")
     p.add_argument("--trace", action="store_true",
-                   help="with --out: write the thinned trace (chain, step, x, y) instead")
+                   help="with --out .csv/.parquet: write the thinned trace (chain, step, x, y) "
+                   "instead (.nc always holds the trace)")
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no table (warnings and errors still on stderr)")
     p.set_defaults(handler=cmd_sample)
 
 
@@ -104,28 +110,40 @@ def _out_path(args: argparse.Namespace) -> Path | None:
             raise ValidationError("--trace needs --out FILE.csv or FILE.parquet")
         return None
     if out.suffix.lower() not in OUT_FORMATS:
-        raise ValidationError(f"--out must end in .csv or .parquet, got {str(out)!r}")
+        raise ValidationError(f"--out must end in .csv, .parquet or .nc, got {str(out)!r}")
     if not out.parent.is_dir():
         raise ValidationError(f"--out: directory {str(out.parent)!r} does not exist")
+    if out.suffix.lower() == ".nc":
+        from ebmcore.interop.arviz import require_arviz
+
+        require_arviz()  # before the run: a missing extra must not cost a long run
     return out
 
 
-def _frames(trace: Trace, target: Target, full: bool):
-    import pandas as pd
+def _write(out: Path, trace, target: Target, summary: RunSummary, full: bool) -> None:
+    suffix = out.suffix.lower()
+    if suffix == ".nc":
+        from ebmcore.interop.arviz import write_netcdf
 
-    if full:
-        pos = trace.positions.to(torch.float64)
-        s, n = pos.shape[:2]
-        return pd.DataFrame({"chain": torch.arange(n).repeat(s).numpy(),
-                             "step": trace.steps.repeat_interleave(n).numpy(),
-                             "x": pos[..., 0].reshape(-1).numpy(),
-                             "y": pos[..., 1].reshape(-1).numpy()})
-    x = trace.x.to(torch.float64)
-    with torch.no_grad():
-        energy = target(x).detach().to(torch.float64)
-    return pd.DataFrame({"chain": torch.arange(x.shape[0]).numpy(), "x": x[:, 0].numpy(),
-                         "y": x[:, 1].numpy(), "energy": energy.numpy(),
-                         "alive": trace.alive.numpy()})
+        write_netcdf(out, trace, target, summary=summary)
+        return
+    df = trace_frame(trace) if full else final_frame(trace, target)
+    if suffix == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        df.to_parquet(out, index=False)
+
+
+def _run(target: Target, cfg: SampleConfig, args: argparse.Namespace) -> tuple[Progress, bool]:
+    """Drain the run under a progress bar; the last event, and whether Ctrl-C stopped it."""
+    wanted = progress_wanted(sys.stderr, json=args.json, quiet=args.quiet)
+    bar = EventProgress(cfg.steps, enabled=wanted, unit="step",
+                        desc=f"{cfg.sampler} x {cfg.chains:,} chains")
+    last = None
+    for last in bar.track(run(target, cfg), lambda ev: ev.step):  # noqa: B007 - draining
+        pass
+    assert last is not None  # run() always yields at least its final event
+    return last, bar.interrupted and not last.finished
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -142,24 +160,25 @@ def cmd_sample(args: argparse.Namespace) -> int:
         n_leapfrog=args.leapfrog, burn_in=args.burn_in, seed=args.seed, dtype=args.dtype,
         device=args.device, init=args.init, init_point=args.init_point,
         init_std=args.init_std).validate()
-    trace = sample(target, cfg)
+    last, stopped = _run(target, cfg, args)
+    trace = last.trace
     summary = summarize(trace, target, quadrature(target.energy, target.box, GRID))
     if out is not None:
-        df = _frames(trace, target, args.trace)
-        if out.suffix.lower() == ".csv":
-            df.to_csv(out, index=False)
-        else:
-            df.to_parquet(out, index=False)
+        _write(out, trace, target, summary, args.trace)
     if summary.divergence:
         sys.stderr.write(f"warning: {summary.divergence}\n")
+    if stopped:
+        wrote = f"; wrote them to {out}" if out is not None else ""
+        sys.stderr.write(f"interrupted: {last.step} of {cfg.steps} steps finished{wrote}\n")
     if args.json:
         record = {"target": target.name, "params": jsonable(dict(target.params)),
                   "box": list(target.box), "config": jsonable(dataclasses.asdict(cfg)),
-                  "out": str(out) if out else None, **summary.to_dict()}
+                  "out": str(out) if out else None, "steps_done": last.step,
+                  "interrupted": stopped, **summary.to_dict()}
         print(json.dumps(record, allow_nan=False))
-    else:
+    elif not args.quiet:
         print(_table(target, cfg, summary))
-    return 0
+    return 130 if stopped else 0
 
 
 def jsonable(v: object) -> object:

@@ -21,6 +21,7 @@ import torch
 
 from ebmcore.cli import adversarial as cli_adversarial
 from ebmcore.cli.args import finite_float, key_values, numbers
+from ebmcore.cli.progress import EventProgress, progress_wanted
 from ebmcore.defaults import DEFAULT_DATASET, DEFAULT_METHOD, METHOD_DEFAULTS
 from ebmcore.ebm.adversarial import AdversarialTrainer
 from ebmcore.ebm.checkpoint import load_checkpoint
@@ -252,11 +253,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                              f"T = {trainer.temperature:.3g}, so p_theta is learned TEMPERED\n")
         sys.stderr.write(f"train {trainer.dataset.name}: {method}, {c.iters} iterations, "
                          f"box {tuple(round(v, 3) for v in trainer.box)}\n")
-    for ev in trainer.run():
+    bar = EventProgress(c.iters, initial=trainer.iteration, unit="it", desc=method,  # progress
+                        enabled=progress_wanted(sys.stderr, json=args.json, quiet=args.quiet))
+    for ev in bar.track(trainer.run(), lambda ev: ev.iteration):
         if ev.metrics is not None and not args.quiet:
-            sys.stderr.write(_progress(ev) + "\n")
+            bar.write(_progress(ev))
         if ev.diverged:
-            sys.stderr.write(f"error: {ev.message}\n")
+            bar.write(f"error: {ev.message}")
+    stopped = bar.interrupted and not trainer.finished  # progress: Ctrl-C, between iterations
     out = None
     if args.out:
         d = Path(args.out)
@@ -275,6 +279,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                           for k, v in summary.items()}, allow_nan=False))
     elif not args.quiet:
         print(_text(summary))
+    if stopped:  # progress: say what finished
+        wrote = f"; wrote them to {out}" if out else ""
+        sys.stderr.write(f"interrupted: {trainer.iteration} of {c.iters} iterations "
+                         f"finished{wrote}\n")
+        return 130
     return 1 if trainer.diverged is not None else 0
 
 
