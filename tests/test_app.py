@@ -97,6 +97,18 @@ def widget(at: AppTest, page: str, name: str):
     return at.get_by_key(state.widget_key(page, name))
 
 
+def finish_live(at: AppTest, page: str, file: str) -> AppTest:
+    """Drive ``page``'s live run to its end through the step the live fragment runs, then
+    rerun that page (``file`` in app_pages): AppTest does not tick fragments, and a big run
+    outlasts the page run."""
+    r = at.session_state[state.key("run", page)]
+    runs = r if isinstance(r, tuple) else (r,)
+    while not all(x.finished for x in runs):
+        live.advance_all(runs, 1.0)
+    assert not any(x.error for x in runs), [x.error for x in runs]
+    return run(at.switch_page(f"app_pages/{file}"))
+
+
 def warnings(at: AppTest) -> str:
     return " ".join(w.value for w in at.warning)
 
@@ -268,6 +280,7 @@ def test_theory_explains_with_math_and_opens_the_matching_page():
     run(at)
     w = lambda n: widget(at, "playground", n).value  # noqa: E731
     assert (w("sampler"), w("eps"), w("chains")) == ("mala", "1.2", 5000)
+    finish_live(at, "playground", "playground.py")  # 5,000 chains: the run goes on after the page run
     assert metric(at, "acceptance").endswith("%")
 
 
