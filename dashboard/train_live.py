@@ -15,21 +15,29 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ebmcore.ebm.adversarial import AdversarialConfig, AdversarialTrainer
 from ebmcore.ebm.data import Dataset
 from ebmcore.ebm.models import ModelConfig
 from ebmcore.ebm.training import METHODS, TrainConfig, Trainer
-from ebmcore.energies import ValidationError
 
-try:  # the adversarial trainer is optional: no control for a feature that is not there
-    from ebmcore.ebm.adversarial import AdversarialConfig, AdversarialTrainer
-except ImportError:  # pragma: no cover - depends on the checkout
-    AdversarialConfig = AdversarialTrainer = None  # type: ignore[assignment,misc]
-
-__all__ = ["ADVERSARIAL", "ALL_METHODS", "TrainSession", "advance", "checkpoint_bytes",
-           "load_checkpoint_bytes", "make_trainer", "metrics_rows", "start"]
+__all__ = [
+    "ADVERSARIAL",
+    "ALL_METHODS",
+    "DEFAULT_FLOW",
+    "FLOWS",
+    "TrainSession",
+    "advance",
+    "checkpoint_bytes",
+    "load_checkpoint_bytes",
+    "make_trainer",
+    "metrics_rows",
+    "start",
+]
 
 ADVERSARIAL = "adversarial"
-ALL_METHODS = (*METHODS, ADVERSARIAL) if AdversarialTrainer is not None else tuple(METHODS)
+ALL_METHODS = (*METHODS, ADVERSARIAL)
+FLOWS = ("langevin", "hmc")  # the adversarial sampler's dynamics
+DEFAULT_FLOW = AdversarialConfig().flow  # the library's default, not repeated here
 
 
 @dataclass
@@ -52,16 +60,14 @@ class TrainSession:
 
     @property
     def adversarial(self) -> bool:
-        return AdversarialTrainer is not None and isinstance(self.trainer, AdversarialTrainer)
+        return isinstance(self.trainer, AdversarialTrainer)
 
 
 def make_trainer(dataset: Dataset, method: str, model: ModelConfig, *, eps: float | None,
                  steps: int | None, noise: bool, lr: float | None, iters: int | None,
-                 seed: int, flow: str = "langevin", flow_steps: int | None = None) -> Any:
+                 seed: int, flow: str = DEFAULT_FLOW, flow_steps: int | None = None) -> Any:
     """A fresh trainer; ValidationError on bad settings."""
     if method == ADVERSARIAL:
-        if AdversarialTrainer is None:
-            raise ValidationError("adversarial training is not available in this version")
         cfg = AdversarialConfig(flow=flow, flow_steps=flow_steps, flow_step_size=eps, lr=lr,
                                 iters=iters, seed=seed)
         return AdversarialTrainer(dataset, cfg, model)
@@ -124,8 +130,6 @@ def load_checkpoint_bytes(data: bytes) -> Any:
             f.write(data)
         ck = load_checkpoint(path)
         if ck.method == ADVERSARIAL:
-            if AdversarialTrainer is None:
-                raise ValidationError("this checkpoint is adversarial, not available here")
             return AdversarialTrainer.resume(path)
         return Trainer.resume(path)
     finally:

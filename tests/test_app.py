@@ -280,7 +280,7 @@ def test_theory_explains_with_math_and_opens_the_matching_page():
     run(at)
     w = lambda n: widget(at, "playground", n).value  # noqa: E731
     assert (w("sampler"), w("eps"), w("chains")) == ("mala", "1.2", 5000)
-    finish_live(at, "playground", "playground.py")  # 5,000 chains: the run goes on after the page run
+    finish_live(at, "playground", "playground.py")  # 5,000 chains outlast the page run
     assert metric(at, "acceptance").endswith("%")
 
 

@@ -44,7 +44,7 @@ def _w(name: str) -> str:
     return state.widget_key(PAGE, name)
 
 
-def method_defaults(method: str, flow: str = "langevin") -> dict:
+def method_defaults(method: str, flow: str = train_live.DEFAULT_FLOW) -> dict:
     """eps, K, lr, iters of a method (the trainer's tuned defaults)."""
     if method == train_live.ADVERSARIAL:
         from ebmcore.ebm.adversarial import FLOW_DEFAULTS
@@ -61,7 +61,7 @@ def fields(method: str, flow: str) -> list[Field]:
     return [
         Field("data", "mixture", choice(tuple(dataset_names()))),
         Field("method", "persistent", choice(train_live.ALL_METHODS)),
-        Field("flow", "langevin", choice(("langevin", "hmc"))),
+        Field("flow", train_live.DEFAULT_FLOW, choice(train_live.FLOWS)),
         Field("width", 128, number(1, 1024, integer=True)),
         Field("depth", 2, number(1, 8, integer=True)),
         Field("eps", float(d["eps"]), number(hi=10, positive=True), fmt_float),
@@ -91,7 +91,7 @@ def sidebar() -> None:
                      format_func=METHOD_LABELS.get, on_change=_on_method)
         adv = ss[_w("method")] == train_live.ADVERSARIAL
         if adv:
-            st.radio("flow of q_φ", ("langevin", "hmc"), key=_w("flow"), horizontal=True,
+            st.radio("flow of q_φ", train_live.FLOWS, key=_w("flow"), horizontal=True,
                      on_change=_on_method, help="Unit-Jacobian dynamics from a Gaussian q₀.")
         st.markdown("#### Model")
         c1, c2 = st.columns(2)
@@ -257,8 +257,8 @@ def main() -> None:
     q = st.query_params.to_dict()
     method = q.get("method") if q.get("method") in train_live.ALL_METHODS else (
         ss.get(_w("method"), "persistent"))
-    flow = q.get("flow") if q.get("flow") in ("langevin", "hmc") else ss.get(_w("flow"),
-                                                                           "langevin")
+    flow = q.get("flow") if q.get("flow") in train_live.FLOWS else ss.get(
+        _w("flow"), train_live.DEFAULT_FLOW)
     fl = fields(method, flow)
     notes = panels.load_settings(PAGE, fl)
     sidebar()
