@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,8 @@ class TrainSession:
     error: str | None = None  # message if a step raised
     compute_s: float = 0.0  # seconds spent training (this session)
     iters_done: int = 0  # iterations run in this session (for the rate)
+    # held while training: two script runs of one session must not step the trainer at once
+    busy: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def rate(self) -> float:
@@ -84,7 +87,7 @@ def start(key: tuple, trainer: Any) -> TrainSession:
 
 def advance(s: TrainSession, budget_s: float) -> TrainSession:
     """Train until ``budget_s`` seconds are spent (at least one iteration) or the run ends."""
-    if s.status != "running":
+    if s.status != "running" or not s.busy.acquire(blocking=False):
         return s
     t0 = time.perf_counter()
     try:
@@ -97,7 +100,9 @@ def advance(s: TrainSession, budget_s: float) -> TrainSession:
     except Exception as exc:  # never take the page down
         s.error = f"training stopped with an error: {exc}"
         s.status = "stopped"
-    s.compute_s += time.perf_counter() - t0
+    finally:
+        s.compute_s += time.perf_counter() - t0
+        s.busy.release()
     if s.status == "running" and s.trainer.finished:
         s.status = "finished"
     return s

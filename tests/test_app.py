@@ -21,7 +21,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import dashboard
-from dashboard import live, state, train_live
+from dashboard import controls, live, state, train_live
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.sweep import SweepConfig, sweep
 from ebmcore.sampling.runner import SampleConfig
@@ -128,6 +128,30 @@ def test_playground_opens_on_the_reference_example():
     assert len(charts(at)) == 4 and len(chain_points(at)) == 500
     assert at.query_params["eps"] == "0.3" and at.query_params["p.cov"] == "2, 1, 1, 2"
 
+
+
+def test_every_run_tells_the_browser_each_widgets_value(monkeypatch):
+    """A browser that lost its widget states (a reconnect, a remount) must still be sent the
+    values that run, not left to draw each element's own default (the toggle off)."""
+    from streamlit.testing.v1 import element_tree
+
+    at = open_app(TINY)
+    full = element_tree.ElementTree.get_widget_states
+
+    def lost(tree):  # the browser reports no widget state at all
+        ws = full(tree)
+        del ws.widgets[:]
+        return ws
+
+    monkeypatch.setattr(element_tree.ElementTree, "get_widget_states", lost)
+    run(at)
+    names = [f.name for f in controls.sampler_fields() + controls.param_fields("gaussian")
+             if f.name not in ("x0", "std", "leapfrog")]  # drawn only for other settings
+    for name in names:
+        el = widget(at, "playground", name)
+        assert el.proto.set_value, name
+    noise = widget(at, "playground", "noise").proto
+    assert noise.value is True and at.session_state[state.widget_key("playground", "noise")]
 
 CONTROLS = [  # (widget, new value, how the run must change)
     ("eps", "1.0", "spread"), ("eps_slider", 1.0, "spread"), ("sampler", "mala", "accept"),
@@ -383,6 +407,33 @@ def test_live_runs_advance_in_lockstep_and_errors_are_captured():
     bad = live.LiveRun("bad", boom())
     live.advance(bad, 1.0)
     assert bad.finished and "kaboom" in bad.error
+
+
+def test_two_runs_of_a_session_never_step_one_live_run_at_once():
+    """A reconnect starts a new script run while the old one still computes: the second
+    advance must leave the run to the first, not raise 'generator already executing'."""
+    import threading
+    from types import SimpleNamespace
+
+    inside, go_on = threading.Event(), threading.Event()
+
+    def events():
+        for step in (1, 2):
+            if step == 2:
+                inside.set()
+                assert go_on.wait(60)
+            yield SimpleNamespace(trace=None, step=step, total=2, finished=step == 2)
+
+    r = live.LiveRun("k", events(), total=2)
+    live.advance(r, 0.0)
+    first = threading.Thread(target=live.advance, args=(r, 60.0))
+    first.start()
+    assert inside.wait(60)
+    live.advance(r, 60.0)  # the other run of the session: returns at once, no error
+    assert r.error is None and not r.finished and r.step == 1
+    go_on.set()
+    first.join(60)
+    assert r.finished and r.error is None and r.step == 2
 
 
 def test_sweep_advances_point_by_point():
