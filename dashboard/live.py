@@ -18,7 +18,8 @@ from typing import Any
 from ebmcore.energies import Target
 from ebmcore.sampling.runner import SampleConfig, Trace, run
 
-__all__ = ["LiveRun", "SweepRun", "advance", "advance_all", "advance_sweep", "start", "stop"]
+__all__ = ["LiveRun", "SweepRun", "advance", "advance_all", "advance_sweep", "start", "stop",
+           "stop_sweep"]
 
 
 @dataclass
@@ -142,4 +143,11 @@ def advance_sweep(sw: SweepRun, budget_s: float) -> SweepRun:
                 break
     finally:
         sw.busy.release()
+    return sw
+
+
+def stop_sweep(sw: SweepRun) -> SweepRun:
+    """Stop a sweep; the points computed so far stay."""
+    with sw.busy:
+        sw.events = None
     return sw

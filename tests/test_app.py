@@ -2,10 +2,11 @@
 
 AppTest runs every page script in this process without a browser.  It does not
 tick ``st.fragment(run_every=...)``: the pages compute a first slice of every run
-in the page run itself (which at these small settings finishes it), and the
-live-update logic (:mod:`dashboard.live`, :mod:`dashboard.train_live`) is tested
-directly below.  Figures are read back from the element's Plotly JSON, with
-Plotly's base64 typed arrays decoded.
+in the page run itself, and :func:`finish_live` drives what is left through the
+step the live fragment runs before a test reads the final page; the live-update
+logic (:mod:`dashboard.live`, :mod:`dashboard.train_live`) is tested directly below.
+Figures are read back from the element's Plotly JSON, with Plotly's base64 typed
+arrays decoded.
 """
 
 from __future__ import annotations
@@ -49,12 +50,14 @@ def open_app(query: dict | None = None, page: str | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     if page is None:
         at.query_params.update(query or {})
-        return run(at)
+        return finish_live(run(at), "playground", "playground.py")
     at.query_params.update(TINY)  # the default page runs first: keep it cheap
     run(at)
     at.query_params.clear()
     at.query_params.update(query or {})
-    return run(at.switch_page(f"app_pages/{page}"))
+    run(at.switch_page(f"app_pages/{page}"))
+    live_page = {"playground.py": "playground", "versus.py": "versus"}.get(page)
+    return at if live_page is None else finish_live(at, live_page, page)
 
 
 def run(at: AppTest) -> AppTest:
@@ -103,6 +106,8 @@ def finish_live(at: AppTest, page: str, file: str) -> AppTest:
     outlasts the page run."""
     r = at.session_state[state.key("run", page)]
     runs = r if isinstance(r, tuple) else (r,)
+    if all(x.finished for x in runs):
+        return at
     while not all(x.finished for x in runs):
         live.advance_all(runs, 1.0)
     assert not any(x.error for x in runs), [x.error for x in runs]

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cache, panels, plots_train, state, train_live
+from dashboard.live_view import SYNC_BUDGET_S, live_view
 from dashboard.settings import Field, boolean, choice, fmt_bool, fmt_float, number
 from ebmcore.ebm.data import dataset_names
 from ebmcore.ebm.models import ModelConfig
@@ -15,9 +16,6 @@ from ebmcore.ebm.training import METHOD_DEFAULTS
 from ebmcore.energies import ValidationError
 
 PAGE = "training"
-SYNC_BUDGET_S = 0.5  # training done in a page run (start, resume, any rerun while running)
-TICK_S = 0.35  # live refresh period
-TICK_BUDGET_S = 0.25  # training per live tick
 ss = st.session_state
 METHOD_LABELS = {"short-run": "short-run", "persistent": "persistent (PCD)",
                  "replay": "replay buffer", "exact": "exact gradient (grid)",
@@ -183,17 +181,13 @@ def show(sess: train_live.TrainSession) -> None:
 
 
 def live(sess_key: tuple) -> None:
-    @st.fragment(run_every=TICK_S)
-    def tick() -> None:
-        sess = state.get(ss, "train", PAGE)
-        if sess is None or sess.key != sess_key or sess.status != "running":
-            return
-        train_live.advance(sess, TICK_BUDGET_S)
-        if sess.status != "running":
-            st.rerun(scope="app")
-        show(sess)
+    """The session's numbers and figures, trained and redrawn while it runs."""
 
-    tick()
+    def job() -> train_live.TrainSession | None:
+        sess = state.get(ss, "train", PAGE)
+        return sess if sess is not None and sess.key == sess_key else None
+
+    live_view(job, step=train_live.advance, done=lambda s: s.status != "running", draw=show)
 
 
 def buttons(sess, values: dict) -> None:
