@@ -295,6 +295,10 @@ def test_versus_sweep_starts_from_its_button():
     run(at)
     sw = at.session_state[state.key("sweep", "versus")]
     assert sw.points and sw.config.chains == 1000
+    while sw.events is not None:  # the rest of the sweep, through the live fragment's step
+        live.advance_sweep(sw, 1.0)
+    run(at.switch_page("app_pages/versus.py"))
+    assert len(sw.points) == sw.total and sw.error is None
     assert charts(at)[-1]["layout"]["yaxis"]["type"] == "log"
 
 

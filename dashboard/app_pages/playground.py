@@ -30,7 +30,8 @@ def watch(run_key: tuple, gd, title: str) -> None:
                                      f"{r.rate:,.0f} steps/s")
         tr = r.trace
         if tr is not None:
-            panels.chart(plots.chains_figure(gd, tr.x[tr.alive], paths=tr.paths, title=title))
+            panels.chart(plots.chains_figure(gd, tr.x[tr.alive], paths=tr.paths, title=title),
+                         live=_w("live_chart"))
 
     live_view(job, step=live.advance, done=lambda r: r.finished, draw=draw,
               stop=Stop("stop", _w("stop"), live.stop))

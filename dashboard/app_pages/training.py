@@ -137,8 +137,8 @@ def relevant(fl: list[Field], values: dict) -> list[Field]:
     return [f for f in fl if f.name not in skip]
 
 
-def show(sess: train_live.TrainSession) -> None:
-    """Progress, numbers and figures of a session (live or not)."""
+def show(sess: train_live.TrainSession, live: bool = False) -> None:
+    """Progress, numbers and figures of a session (``live``: in charts updated in place)."""
     tr, ev = sess.trainer, sess.last
     total = tr.config.iters
     st.progress(min(1.0, tr.iteration / total),
@@ -173,11 +173,12 @@ def show(sess: train_live.TrainSession) -> None:
     with left:
         panels.chart(plots_train.model_figure(
             tr.box, density, tr.dataset.train, None if ev is None else ev.negatives,
-            buffer=buffer, title=f"p_θ at iteration {tr.iteration:,}"))
+            buffer=buffer, title=f"p_θ at iteration {tr.iteration:,}"),
+            live=_w("live_model") if live else None)
     with right:
         panels.chart(plots_train.training_curves(
             rows, sess.losses, total=total, entropy=tr.evaluator.entropy,
-            adversarial=sess.adversarial))
+            adversarial=sess.adversarial), live=_w("live_curves") if live else None)
 
 
 def live(sess_key: tuple) -> None:
@@ -187,7 +188,8 @@ def live(sess_key: tuple) -> None:
         sess = state.get(ss, "train", PAGE)
         return sess if sess is not None and sess.key == sess_key else None
 
-    live_view(job, step=train_live.advance, done=lambda s: s.status != "running", draw=show)
+    live_view(job, step=train_live.advance, done=lambda s: s.status != "running",
+              draw=lambda s: show(s, live=True))
 
 
 def buttons(sess, values: dict) -> None:

@@ -57,7 +57,8 @@ def twin_live(keys: tuple, gd, titles) -> None:
         st.progress(runs[0].fraction, text=f"step {runs[0].step:,} of {runs[0].total:,}")
         a, b = runs[0].trace, runs[1].trace
         if a is not None and b is not None:
-            panels.chart(plots.twin_figure(gd, a.x[a.alive], b.x[b.alive], titles=titles))
+            panels.chart(plots.twin_figure(gd, a.x[a.alive], b.x[b.alive], titles=titles),
+                         live=_w("live_chart"))
 
     def stop(runs: tuple) -> None:
         for r in runs:
@@ -106,7 +107,8 @@ def sweep_section(tkey: tuple, values: dict) -> None:
             st.progress(len(cur.points) / cur.total, text=f"{len(cur.points)} of {cur.total} runs")
         if cur.error:
             st.error(cur.error, icon=":material/report:")
-        panels.chart(plots.sweep_figure(cur.points, eps_range=eps_range))
+        panels.chart(plots.sweep_figure(cur.points, eps_range=eps_range),
+                     live=_w("sweep_chart") if cur.events is not None else None)
         div = [p for p in cur.points if p.n_diverged]
         if div and cur.events is None:
             w = min(div, key=lambda p: p.eps)
