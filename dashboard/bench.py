@@ -17,7 +17,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from dashboard import plots
+from dashboard import figkit, plots
+from ebmcore.bench.core import register_bench
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.summary import GRID, summarize
 from ebmcore.sampling.runner import SampleConfig, sample
@@ -69,7 +70,7 @@ def measure(quick: bool = False) -> list[dict]:
         trace = sample(target, cfg)
         summary = summarize(trace, target, gd)
         figs = build_figures(gd, trace, summary)
-        size = max(plots.figure_bytes(f) for f in figs.values())
+        size = max(figkit.figure_bytes(f) for f in figs.values())
         def figures(trace=trace, summary=summary) -> None:
             for f in build_figures(gd, trace, summary).values():
                 f.to_json(validate=False)  # what Streamlit sends: building + serialising
@@ -89,9 +90,4 @@ def measure(quick: bool = False) -> list[dict]:
     return rows
 
 
-try:  # ebmcore's bench table, when present, gets a `dashboard` row
-    from ebmcore.bench.core import register_bench
-except ImportError:  # pragma: no cover - depends on the checkout
-    dashboard_bench = measure
-else:
-    dashboard_bench = register_bench("dashboard")(measure)
+dashboard_bench = register_bench("dashboard")(measure)

@@ -9,6 +9,7 @@ trace it had and records the message; nothing propagates to the page.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from typing import Any
 from ebmcore.energies import Target
 from ebmcore.sampling.runner import SampleConfig, Trace, run
 
-__all__ = ["LiveRun", "SweepRun", "advance", "advance_all", "advance_sweep", "start", "stop"]
+__all__ = ["LiveRun", "SweepRun", "advance", "advance_all", "advance_sweep", "start", "stop",
+           "stop_sweep"]
 
 
 @dataclass
@@ -34,6 +36,9 @@ class LiveRun:
     started: float = 0.0  # perf_counter at start
     compute_s: float = 0.0  # seconds spent computing
     memo: dict = field(default_factory=dict)  # page-level results derived from the final trace
+    # held while advancing: two script runs of one session (a reconnect starts a new run while
+    # the old one still computes) must not step the same generator at once
+    busy: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -58,11 +63,11 @@ def start(key: Hashable, target: Target, config: SampleConfig, x0: Any = None) -
 
 def advance(r: LiveRun, budget_s: float) -> LiveRun:
     """Pull events until ``budget_s`` seconds are spent (at least one), or the end."""
-    if r.events is None:
+    if r.events is None or not r.busy.acquire(blocking=False):
         return r
     t0 = time.perf_counter()
     try:
-        while True:
+        while r.events is not None:
             ev = next(r.events, None)
             if ev is None:
                 r.events = None
@@ -76,7 +81,9 @@ def advance(r: LiveRun, budget_s: float) -> LiveRun:
     except Exception as exc:  # a run must never take the page down: report and keep the trace
         r.error = f"the run stopped with an error: {exc}"
         r.events = None
-    r.compute_s += time.perf_counter() - t0
+    finally:
+        r.compute_s += time.perf_counter() - t0
+        r.busy.release()
     return r
 
 
@@ -93,12 +100,13 @@ def advance_all(runs: Sequence[LiveRun], budget_s: float) -> Sequence[LiveRun]:
 
 def stop(r: LiveRun) -> LiveRun:
     """Stop a run; its last trace stays."""
-    if r.events is not None:
-        close = getattr(r.events, "close", None)
-        if close is not None:
-            close()
-        r.events = None
-        r.stopped = True
+    with r.busy:  # waits for a slice another run of the session is computing
+        if r.events is not None:
+            close = getattr(r.events, "close", None)
+            if close is not None:
+                close()
+            r.events = None
+            r.stopped = True
     return r
 
 
@@ -111,6 +119,7 @@ class SweepRun:
     events: Iterator[Any] | None  # the generator; None when done or stopped
     points: list = field(default_factory=list)  # SweepPoints so far
     error: str | None = None  # message if the sweep raised
+    busy: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def total(self) -> int:
@@ -119,14 +128,26 @@ class SweepRun:
 
 def advance_sweep(sw: SweepRun, budget_s: float) -> SweepRun:
     """Compute sweep points until ``budget_s`` is spent (at least one), or the end."""
+    if not sw.busy.acquire(blocking=False):  # another run of the session is computing it
+        return sw
     t0 = time.perf_counter()
-    while sw.events is not None:
-        try:
-            sw.points.append(next(sw.events))
-        except StopIteration:
-            sw.events = None
-        except Exception as exc:  # never take the page down
-            sw.error, sw.events = f"the sweep stopped: {exc}", None
-        if time.perf_counter() - t0 >= budget_s:
-            break
+    try:
+        while sw.events is not None:
+            try:
+                sw.points.append(next(sw.events))
+            except StopIteration:
+                sw.events = None
+            except Exception as exc:  # never take the page down
+                sw.error, sw.events = f"the sweep stopped: {exc}", None
+            if time.perf_counter() - t0 >= budget_s:
+                break
+    finally:
+        sw.busy.release()
+    return sw
+
+
+def stop_sweep(sw: SweepRun) -> SweepRun:
+    """Stop a sweep; the points computed so far stay."""
+    with sw.busy:
+        sw.events = None
     return sw

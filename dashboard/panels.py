@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import settings, state
+from dashboard.live_chart import live_chart
 from dashboard.settings import Field
 
 __all__ = [
@@ -40,9 +41,13 @@ PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": False,
                  "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
-def chart(fig: go.Figure) -> None:
-    """Draw a figure with our own styling (not Streamlit's theme)."""
-    st.plotly_chart(fig, theme=None, config=PLOTLY_CONFIG)
+def chart(fig: go.Figure, *, live: str | None = None) -> None:
+    """Draw a figure with our own styling (not Streamlit's theme); ``live``: the key of a
+    live chart that each tick updates in place."""
+    if live is None:
+        st.plotly_chart(fig, theme=None, config=PLOTLY_CONFIG)
+    else:
+        live_chart(fig, key=live, config=PLOTLY_CONFIG)
 
 
 def fmt(v: Any, digits: int = 3) -> str:

@@ -17,9 +17,6 @@ import plotly.graph_objects as go
 
 from dashboard.figkit import (
     COLORS,
-    GL_THRESHOLD,
-    MAX_CELLS,
-    MAX_FIGURE_BYTES,
     box_axes,
     decimate,
     density_image,
@@ -27,21 +24,14 @@ from dashboard.figkit import (
     drawn_points,
     f32,
     figure,
-    figure_bytes,
     grid_layout,
     points_trace,
     to_np,
 )
 
 __all__ = [
-    "COLORS",
-    "GL_THRESHOLD",
-    "MAX_CELLS",
-    "MAX_FIGURE_BYTES",
     "chains_figure",
     "curves_figure",
-    "decimate",
-    "figure_bytes",
     "marginals_figure",
     "replay_figure",
     "sweep_figure",

@@ -12,6 +12,9 @@ back.  :func:`load` decides where every widget starts:
   restored from the page's remembered settings (navigating through the menu
   clears the URL), else from its default.
 
+Either way the value is written to session state on every run, so that the
+browser is always told what each widget holds.
+
 :func:`to_query` renders the effective settings back into query parameters.
 """
 
@@ -177,8 +180,12 @@ def load(
                         f"using the default {f.fmt(f.default)}"
                     )
             store[wk] = value
-        elif wk not in store:
-            store[wk] = remembered.get(f.name, f.default)
+        else:
+            # Written on every run, even unchanged: Streamlit then sends the value with the
+            # widget, so a browser that lost the widget's state (a reconnect, a remount, a
+            # run whose output it never drew) shows what runs, not the element's own default
+            # (off, for a toggle).
+            store[wk] = store[wk] if wk in store else remembered.get(f.name, f.default)
     return notes
 
 

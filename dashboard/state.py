@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 PAGES = ("playground", "versus", "theory", "training")  # page ids used in key names
-_KINDS = ("url", "settings", "notes", "valid", "run", "sweep", "train", "flash")
+_KINDS = ("url", "settings", "notes", "valid", "run", "sweep", "train")
 
 
 def widget_key(page: str, setting: str) -> str:

@@ -35,7 +35,7 @@ PAGES = (  # file, title, icon, URL path
 
 st.set_page_config(page_title="Langevin Lab", page_icon=":material/blur_on:", layout="wide")
 pages = [st.Page(HERE / "app_pages" / f, title=t, icon=i, url_path=u, default=f == PAGES[0][0])
-         for f, t, i, u in PAGES if (HERE / "app_pages" / f).is_file()]
+         for f, t, i, u in PAGES]
 page = st.navigation(pages, position="top")
 try:
     page.run()

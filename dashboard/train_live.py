@@ -11,25 +11,34 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ebmcore.ebm.adversarial import AdversarialConfig, AdversarialTrainer
 from ebmcore.ebm.data import Dataset
 from ebmcore.ebm.models import ModelConfig
 from ebmcore.ebm.training import METHODS, TrainConfig, Trainer
-from ebmcore.energies import ValidationError
 
-try:  # the adversarial trainer is optional: no control for a feature that is not there
-    from ebmcore.ebm.adversarial import AdversarialConfig, AdversarialTrainer
-except ImportError:  # pragma: no cover - depends on the checkout
-    AdversarialConfig = AdversarialTrainer = None  # type: ignore[assignment,misc]
-
-__all__ = ["ADVERSARIAL", "ALL_METHODS", "TrainSession", "advance", "checkpoint_bytes",
-           "load_checkpoint_bytes", "make_trainer", "metrics_rows", "start"]
+__all__ = [
+    "ADVERSARIAL",
+    "ALL_METHODS",
+    "DEFAULT_FLOW",
+    "FLOWS",
+    "TrainSession",
+    "advance",
+    "checkpoint_bytes",
+    "load_checkpoint_bytes",
+    "make_trainer",
+    "metrics_rows",
+    "start",
+]
 
 ADVERSARIAL = "adversarial"
-ALL_METHODS = (*METHODS, ADVERSARIAL) if AdversarialTrainer is not None else tuple(METHODS)
+ALL_METHODS = (*METHODS, ADVERSARIAL)
+FLOWS = ("langevin", "hmc")  # the adversarial sampler's dynamics
+DEFAULT_FLOW = AdversarialConfig().flow  # the library's default, not repeated here
 
 
 @dataclass
@@ -44,6 +53,8 @@ class TrainSession:
     error: str | None = None  # message if a step raised
     compute_s: float = 0.0  # seconds spent training (this session)
     iters_done: int = 0  # iterations run in this session (for the rate)
+    # held while training: two script runs of one session must not step the trainer at once
+    busy: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def rate(self) -> float:
@@ -52,16 +63,14 @@ class TrainSession:
 
     @property
     def adversarial(self) -> bool:
-        return AdversarialTrainer is not None and isinstance(self.trainer, AdversarialTrainer)
+        return isinstance(self.trainer, AdversarialTrainer)
 
 
 def make_trainer(dataset: Dataset, method: str, model: ModelConfig, *, eps: float | None,
                  steps: int | None, noise: bool, lr: float | None, iters: int | None,
-                 seed: int, flow: str = "langevin", flow_steps: int | None = None) -> Any:
+                 seed: int, flow: str = DEFAULT_FLOW, flow_steps: int | None = None) -> Any:
     """A fresh trainer; ValidationError on bad settings."""
     if method == ADVERSARIAL:
-        if AdversarialTrainer is None:
-            raise ValidationError("adversarial training is not available in this version")
         cfg = AdversarialConfig(flow=flow, flow_steps=flow_steps, flow_step_size=eps, lr=lr,
                                 iters=iters, seed=seed)
         return AdversarialTrainer(dataset, cfg, model)
@@ -78,7 +87,7 @@ def start(key: tuple, trainer: Any) -> TrainSession:
 
 def advance(s: TrainSession, budget_s: float) -> TrainSession:
     """Train until ``budget_s`` seconds are spent (at least one iteration) or the run ends."""
-    if s.status != "running":
+    if s.status != "running" or not s.busy.acquire(blocking=False):
         return s
     t0 = time.perf_counter()
     try:
@@ -91,7 +100,9 @@ def advance(s: TrainSession, budget_s: float) -> TrainSession:
     except Exception as exc:  # never take the page down
         s.error = f"training stopped with an error: {exc}"
         s.status = "stopped"
-    s.compute_s += time.perf_counter() - t0
+    finally:
+        s.compute_s += time.perf_counter() - t0
+        s.busy.release()
     if s.status == "running" and s.trainer.finished:
         s.status = "finished"
     return s
@@ -124,8 +135,6 @@ def load_checkpoint_bytes(data: bytes) -> Any:
             f.write(data)
         ck = load_checkpoint(path)
         if ck.method == ADVERSARIAL:
-            if AdversarialTrainer is None:
-                raise ValidationError("this checkpoint is adversarial, not available here")
             return AdversarialTrainer.resume(path)
         return Trainer.resume(path)
     finally:

@@ -2,10 +2,11 @@
 
 AppTest runs every page script in this process without a browser.  It does not
 tick ``st.fragment(run_every=...)``: the pages compute a first slice of every run
-in the page run itself (which at these small settings finishes it), and the
-live-update logic (:mod:`dashboard.live`, :mod:`dashboard.train_live`) is tested
-directly below.  Figures are read back from the element's Plotly JSON, with
-Plotly's base64 typed arrays decoded.
+in the page run itself, and :func:`finish_live` drives what is left through the
+step the live fragment runs before a test reads the final page; the live-update
+logic (:mod:`dashboard.live`, :mod:`dashboard.train_live`) is tested directly below.
+Figures are read back from the element's Plotly JSON, with Plotly's base64 typed
+arrays decoded.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import dashboard
-from dashboard import live, state, train_live
+from dashboard import controls, live, state, train_live
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.sweep import SweepConfig, sweep
 from ebmcore.sampling.runner import SampleConfig
@@ -49,12 +50,14 @@ def open_app(query: dict | None = None, page: str | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     if page is None:
         at.query_params.update(query or {})
-        return run(at)
+        return finish_live(run(at), "playground", "playground.py")
     at.query_params.update(TINY)  # the default page runs first: keep it cheap
     run(at)
     at.query_params.clear()
     at.query_params.update(query or {})
-    return run(at.switch_page(f"app_pages/{page}"))
+    run(at.switch_page(f"app_pages/{page}"))
+    live_page = {"playground.py": "playground", "versus.py": "versus"}.get(page)
+    return at if live_page is None else finish_live(at, live_page, page)
 
 
 def run(at: AppTest) -> AppTest:
@@ -97,6 +100,20 @@ def widget(at: AppTest, page: str, name: str):
     return at.get_by_key(state.widget_key(page, name))
 
 
+def finish_live(at: AppTest, page: str, file: str) -> AppTest:
+    """Drive ``page``'s live run to its end through the step the live fragment runs, then
+    rerun that page (``file`` in app_pages): AppTest does not tick fragments, and a big run
+    outlasts the page run."""
+    r = at.session_state[state.key("run", page)]
+    runs = r if isinstance(r, tuple) else (r,)
+    if all(x.finished for x in runs):
+        return at
+    while not all(x.finished for x in runs):
+        live.advance_all(runs, 1.0)
+    assert not any(x.error for x in runs), [x.error for x in runs]
+    return run(at.switch_page(f"app_pages/{file}"))
+
+
 def warnings(at: AppTest) -> str:
     return " ".join(w.value for w in at.warning)
 
@@ -116,6 +133,30 @@ def test_playground_opens_on_the_reference_example():
     assert len(charts(at)) == 4 and len(chain_points(at)) == 500
     assert at.query_params["eps"] == "0.3" and at.query_params["p.cov"] == "2, 1, 1, 2"
 
+
+
+def test_every_run_tells_the_browser_each_widgets_value(monkeypatch):
+    """A browser that lost its widget states (a reconnect, a remount) must still be sent the
+    values that run, not left to draw each element's own default (the toggle off)."""
+    from streamlit.testing.v1 import element_tree
+
+    at = open_app(TINY)
+    full = element_tree.ElementTree.get_widget_states
+
+    def lost(tree):  # the browser reports no widget state at all
+        ws = full(tree)
+        del ws.widgets[:]
+        return ws
+
+    monkeypatch.setattr(element_tree.ElementTree, "get_widget_states", lost)
+    run(at)
+    names = [f.name for f in controls.sampler_fields() + controls.param_fields("gaussian")
+             if f.name not in ("x0", "std", "leapfrog")]  # drawn only for other settings
+    for name in names:
+        el = widget(at, "playground", name)
+        assert el.proto.set_value, name
+    noise = widget(at, "playground", "noise").proto
+    assert noise.value is True and at.session_state[state.widget_key("playground", "noise")]
 
 CONTROLS = [  # (widget, new value, how the run must change)
     ("eps", "1.0", "spread"), ("eps_slider", 1.0, "spread"), ("sampler", "mala", "accept"),
@@ -254,6 +295,10 @@ def test_versus_sweep_starts_from_its_button():
     run(at)
     sw = at.session_state[state.key("sweep", "versus")]
     assert sw.points and sw.config.chains == 1000
+    while sw.events is not None:  # the rest of the sweep, through the live fragment's step
+        live.advance_sweep(sw, 1.0)
+    run(at.switch_page("app_pages/versus.py"))
+    assert len(sw.points) == sw.total and sw.error is None
     assert charts(at)[-1]["layout"]["yaxis"]["type"] == "log"
 
 
@@ -268,6 +313,7 @@ def test_theory_explains_with_math_and_opens_the_matching_page():
     run(at)
     w = lambda n: widget(at, "playground", n).value  # noqa: E731
     assert (w("sampler"), w("eps"), w("chains")) == ("mala", "1.2", 5000)
+    finish_live(at, "playground", "playground.py")  # 5,000 chains outlast the page run
     assert metric(at, "acceptance").endswith("%")
 
 
@@ -370,6 +416,33 @@ def test_live_runs_advance_in_lockstep_and_errors_are_captured():
     bad = live.LiveRun("bad", boom())
     live.advance(bad, 1.0)
     assert bad.finished and "kaboom" in bad.error
+
+
+def test_two_runs_of_a_session_never_step_one_live_run_at_once():
+    """A reconnect starts a new script run while the old one still computes: the second
+    advance must leave the run to the first, not raise 'generator already executing'."""
+    import threading
+    from types import SimpleNamespace
+
+    inside, go_on = threading.Event(), threading.Event()
+
+    def events():
+        for step in (1, 2):
+            if step == 2:
+                inside.set()
+                assert go_on.wait(60)
+            yield SimpleNamespace(trace=None, step=step, total=2, finished=step == 2)
+
+    r = live.LiveRun("k", events(), total=2)
+    live.advance(r, 0.0)
+    first = threading.Thread(target=live.advance, args=(r, 60.0))
+    first.start()
+    assert inside.wait(60)
+    live.advance(r, 60.0)  # the other run of the session: returns at once, no error
+    assert r.error is None and not r.finished and r.step == 1
+    go_on.set()
+    first.join(60)
+    assert r.finished and r.error is None and r.step == 2
 
 
 def test_sweep_advances_point_by_point():

@@ -54,7 +54,7 @@ def test_decimate_keeps_ends_and_caps():
 def test_chains_figure_content_and_fixed_box(gd, trace):
     fig = valid(plots.chains_figure(gd, trace.x, paths=trace.paths, n_paths=2, title="t"))
     (contour,) = by_type(fig, "contour")
-    assert contour.z.shape[0] <= plots.MAX_CELLS and contour.showscale is False
+    assert contour.z.shape[0] <= figkit.MAX_CELLS and contour.showscale is False
     scatters = by_type(fig, "scatter", "scattergl")
     (pts,) = [t for t in scatters if t.mode == "markers" and t.name.startswith("chains")]
     assert len(pts.x) == 300 and pts.type == "scatter"  # few points: SVG

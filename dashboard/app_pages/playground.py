@@ -6,13 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cache, forms, live, panels, plots, state
+from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
 from ebmcore.exact.diagnostics import likelihood_curve
 from ebmcore.exact.summary import summarize
 
 PAGE = "playground"
-SYNC_BUDGET_S = 0.6  # compute done in the page run itself before going live
-TICK_S = 0.3  # live refresh period (about 3 updates per second)
-TICK_BUDGET_S = 0.2  # compute per live tick, leaving time to draw
 ss = st.session_state
 
 
@@ -20,28 +18,23 @@ def _w(name: str) -> str:
     return state.widget_key(PAGE, name)
 
 
-def live_view(run_key: tuple, gd, title: str) -> None:
+def watch(run_key: tuple, gd, title: str) -> None:
     """Chains moving over the density while the run computes."""
 
-    @st.fragment(run_every=TICK_S)
-    def tick() -> None:
+    def job() -> live.LiveRun | None:
         r = state.get(ss, "run", PAGE)
-        if r is None or r.key != run_key:
-            return
-        if st.button("stop", key=_w("stop"), type="primary", icon=":material/stop:"):
-            live.stop(r)
-        else:
-            live.advance(r, TICK_BUDGET_S)
-        if r.finished:
-            st.rerun(scope="app")
+        return r if r is not None and r.key == run_key else None
+
+    def draw(r: live.LiveRun) -> None:
         st.progress(r.fraction, text=f"step {r.step:,} of {r.total:,} · "
                                      f"{r.rate:,.0f} steps/s")
         tr = r.trace
         if tr is not None:
-            fig = plots.chains_figure(gd, tr.x[tr.alive], paths=tr.paths, title=title)
-            panels.chart(fig)
+            panels.chart(plots.chains_figure(gd, tr.x[tr.alive], paths=tr.paths, title=title),
+                         live=_w("live_chart"))
 
-    tick()
+    live_view(job, step=live.advance, done=lambda r: r.finished, draw=draw,
+              stop=Stop("stop", _w("stop"), live.stop))
 
 
 def final_figures(r: live.LiveRun, gd, title: str) -> dict:
@@ -110,7 +103,7 @@ def main() -> None:
     mode = "gradient descent (noise off)" if not cfg.noise else cfg.sampler.upper()
     title = f"{name} · {mode} · ε = {cfg.step_size:g} · {cfg.chains:,} chains"
     if not r.finished:
-        live_view(run_key, gd, title)
+        watch(run_key, gd, title)
         return
     if r.error:
         st.error(r.error, icon=":material/report:")

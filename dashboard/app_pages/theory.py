@@ -6,39 +6,19 @@ settings passed as query parameters (the pages read every setting from the URL).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from dashboard import state
 
 PAGE = "theory"
-PAGES_DIR = Path(__file__).resolve().parent
 
 
 def _open(label: str, page: str, params: dict[str, str], key: str, *,
           help: str | None = None, primary: bool = False) -> None:
     """A button that switches to ``page`` (a file in app_pages) with ``params`` in the URL."""
-    if not (PAGES_DIR / page).is_file():
-        return  # the page does not exist (yet): no button for it
     if st.button(label, key=state.widget_key(PAGE, key), help=help,
                  type="primary" if primary else "secondary", icon=":material/open_in_new:"):
         st.switch_page(f"app_pages/{page}", query_params=params)
-
-
-def _training_methods() -> set[str]:
-    try:
-        from ebmcore.ebm.training import METHODS
-    except ImportError:
-        return set()
-    methods = set(METHODS)
-    try:
-        import ebmcore.ebm.adversarial  # noqa: F401
-
-        methods.add("adversarial")
-    except ImportError:
-        pass
-    return methods
 
 
 REFERENCE = {"target": "gaussian", "p.cov": "2, 1, 1, 2", "eps": "0.3", "steps": "1000"}
@@ -81,15 +61,12 @@ def section_mle() -> None:
         "Training methods differ only in how they get them: short Langevin runs from noise, "
         "persistent chains carried across iterations, a replay buffer, or (in 2D) the exact "
         "grid, which gives the true gradient to compare with.")
-    methods = _training_methods()
     cols = st.columns(3)
     for col, (method, label) in zip(cols, (("persistent", "persistent chains"),
                                            ("short-run", "short-run chains"),
                                            ("exact", "the exact gradient")), strict=True):
-        if method in methods:
-            with col:
-                _open(f"Train with {label}", "training.py", {"method": method},
-                      f"go_mle_{method}")
+        with col:
+            _open(f"Train with {label}", "training.py", {"method": method}, f"go_mle_{method}")
 
 
 def section_langevin() -> None:
@@ -150,8 +127,7 @@ def section_adversarial() -> None:
              r"\Big(\mathbb{E}_{q_\phi}\big[-E_\theta(x)\big] + H(q_\phi)\Big).")
     st.markdown("In 2D the lab computes $\\log Z_\\theta$ exactly, so the bound and its gap are "
                 "drawn live during training.")
-    if "adversarial" in _training_methods():
-        _open("Train adversarially", "training.py", {"method": "adversarial"}, "go_adv")
+    _open("Train adversarially", "training.py", {"method": "adversarial"}, "go_adv")
 
 
 def section_dynamics() -> None:
@@ -171,14 +147,13 @@ def section_dynamics() -> None:
         "and the bound is taken on the joint. With many steps the product of noise densities "
         "makes it loose. Hamiltonian dynamics avoid that: $(x_0, v_0) \\sim q_0$, leapfrog steps "
         "are volume preserving, and $H(q) = H(q_0)$ however many steps are taken.")
-    if "adversarial" in _training_methods():
-        c = st.columns(2)
-        with c[0]:
-            _open("Langevin flow", "training.py", {"method": "adversarial", "flow": "langevin"},
-                  "go_flow_l")
-        with c[1]:
-            _open("Hamiltonian flow", "training.py", {"method": "adversarial", "flow": "hmc"},
-                  "go_flow_h")
+    c = st.columns(2)
+    with c[0]:
+        _open("Langevin flow", "training.py", {"method": "adversarial", "flow": "langevin"},
+              "go_flow_l")
+    with c[1]:
+        _open("Hamiltonian flow", "training.py", {"method": "adversarial", "flow": "hmc"},
+              "go_flow_h")
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cache, panels, plots_train, state, train_live
+from dashboard.live_view import SYNC_BUDGET_S, live_view
 from dashboard.settings import Field, boolean, choice, fmt_bool, fmt_float, number
 from ebmcore.ebm.data import dataset_names
 from ebmcore.ebm.models import ModelConfig
@@ -15,9 +16,6 @@ from ebmcore.ebm.training import METHOD_DEFAULTS
 from ebmcore.energies import ValidationError
 
 PAGE = "training"
-SYNC_BUDGET_S = 0.5  # training done in a page run (start, resume, any rerun while running)
-TICK_S = 0.35  # live refresh period
-TICK_BUDGET_S = 0.25  # training per live tick
 ss = st.session_state
 METHOD_LABELS = {"short-run": "short-run", "persistent": "persistent (PCD)",
                  "replay": "replay buffer", "exact": "exact gradient (grid)",
@@ -44,7 +42,7 @@ def _w(name: str) -> str:
     return state.widget_key(PAGE, name)
 
 
-def method_defaults(method: str, flow: str = "langevin") -> dict:
+def method_defaults(method: str, flow: str = train_live.DEFAULT_FLOW) -> dict:
     """eps, K, lr, iters of a method (the trainer's tuned defaults)."""
     if method == train_live.ADVERSARIAL:
         from ebmcore.ebm.adversarial import FLOW_DEFAULTS
@@ -61,7 +59,7 @@ def fields(method: str, flow: str) -> list[Field]:
     return [
         Field("data", "mixture", choice(tuple(dataset_names()))),
         Field("method", "persistent", choice(train_live.ALL_METHODS)),
-        Field("flow", "langevin", choice(("langevin", "hmc"))),
+        Field("flow", train_live.DEFAULT_FLOW, choice(train_live.FLOWS)),
         Field("width", 128, number(1, 1024, integer=True)),
         Field("depth", 2, number(1, 8, integer=True)),
         Field("eps", float(d["eps"]), number(hi=10, positive=True), fmt_float),
@@ -91,7 +89,7 @@ def sidebar() -> None:
                      format_func=METHOD_LABELS.get, on_change=_on_method)
         adv = ss[_w("method")] == train_live.ADVERSARIAL
         if adv:
-            st.radio("flow of q_φ", ("langevin", "hmc"), key=_w("flow"), horizontal=True,
+            st.radio("flow of q_φ", train_live.FLOWS, key=_w("flow"), horizontal=True,
                      on_change=_on_method, help="Unit-Jacobian dynamics from a Gaussian q₀.")
         st.markdown("#### Model")
         c1, c2 = st.columns(2)
@@ -139,8 +137,8 @@ def relevant(fl: list[Field], values: dict) -> list[Field]:
     return [f for f in fl if f.name not in skip]
 
 
-def show(sess: train_live.TrainSession) -> None:
-    """Progress, numbers and figures of a session (live or not)."""
+def show(sess: train_live.TrainSession, live: bool = False) -> None:
+    """Progress, numbers and figures of a session (``live``: in charts updated in place)."""
     tr, ev = sess.trainer, sess.last
     total = tr.config.iters
     st.progress(min(1.0, tr.iteration / total),
@@ -175,25 +173,23 @@ def show(sess: train_live.TrainSession) -> None:
     with left:
         panels.chart(plots_train.model_figure(
             tr.box, density, tr.dataset.train, None if ev is None else ev.negatives,
-            buffer=buffer, title=f"p_θ at iteration {tr.iteration:,}"))
+            buffer=buffer, title=f"p_θ at iteration {tr.iteration:,}"),
+            live=_w("live_model") if live else None)
     with right:
         panels.chart(plots_train.training_curves(
             rows, sess.losses, total=total, entropy=tr.evaluator.entropy,
-            adversarial=sess.adversarial))
+            adversarial=sess.adversarial), live=_w("live_curves") if live else None)
 
 
 def live(sess_key: tuple) -> None:
-    @st.fragment(run_every=TICK_S)
-    def tick() -> None:
-        sess = state.get(ss, "train", PAGE)
-        if sess is None or sess.key != sess_key or sess.status != "running":
-            return
-        train_live.advance(sess, TICK_BUDGET_S)
-        if sess.status != "running":
-            st.rerun(scope="app")
-        show(sess)
+    """The session's numbers and figures, trained and redrawn while it runs."""
 
-    tick()
+    def job() -> train_live.TrainSession | None:
+        sess = state.get(ss, "train", PAGE)
+        return sess if sess is not None and sess.key == sess_key else None
+
+    live_view(job, step=train_live.advance, done=lambda s: s.status != "running",
+              draw=lambda s: show(s, live=True))
 
 
 def buttons(sess, values: dict) -> None:
@@ -257,8 +253,8 @@ def main() -> None:
     q = st.query_params.to_dict()
     method = q.get("method") if q.get("method") in train_live.ALL_METHODS else (
         ss.get(_w("method"), "persistent"))
-    flow = q.get("flow") if q.get("flow") in ("langevin", "hmc") else ss.get(_w("flow"),
-                                                                           "langevin")
+    flow = q.get("flow") if q.get("flow") in train_live.FLOWS else ss.get(
+        _w("flow"), train_live.DEFAULT_FLOW)
     fl = fields(method, flow)
     notes = panels.load_settings(PAGE, fl)
     sidebar()

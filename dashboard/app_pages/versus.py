@@ -8,14 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cache, controls, forms, live, panels, plots, state
+from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
 from dashboard.settings import Field, fmt_float, number
 from ebmcore.exact.summary import summarize
 from ebmcore.exact.sweep import SweepConfig, eps_grid, sweep
 
 PAGE = "versus"
-SYNC_BUDGET_S = 0.6  # compute in the page run itself before going live
-TICK_S = 0.3  # live refresh period
-TICK_BUDGET_S = 0.2  # compute per live tick
 SWEEP_CHAINS = (1000, 2000, 5000, 10_000, 20_000, 50_000)
 ss = st.session_state
 
@@ -49,24 +47,25 @@ def sweep_config(values: dict) -> SweepConfig:
 
 
 def twin_live(keys: tuple, gd, titles) -> None:
-    @st.fragment(run_every=TICK_S)
-    def tick() -> None:
+    """SGLD and MAP chains side by side while both run."""
+
+    def job() -> tuple | None:
         runs = state.get(ss, "run", PAGE)
-        if runs is None or runs[0].key != keys[0]:
-            return
-        if st.button("stop", key=_w("stop"), type="primary", icon=":material/stop:"):
-            for r in runs:
-                live.stop(r)
-        else:
-            live.advance_all(runs, TICK_BUDGET_S)
-        if all(r.finished for r in runs):
-            st.rerun(scope="app")
+        return runs if runs is not None and runs[0].key == keys[0] else None
+
+    def draw(runs: tuple) -> None:
         st.progress(runs[0].fraction, text=f"step {runs[0].step:,} of {runs[0].total:,}")
         a, b = runs[0].trace, runs[1].trace
         if a is not None and b is not None:
-            panels.chart(plots.twin_figure(gd, a.x[a.alive], b.x[b.alive], titles=titles))
+            panels.chart(plots.twin_figure(gd, a.x[a.alive], b.x[b.alive], titles=titles),
+                         live=_w("live_chart"))
 
-    tick()
+    def stop(runs: tuple) -> None:
+        for r in runs:
+            live.stop(r)
+
+    live_view(job, step=live.advance_all, done=lambda runs: all(r.finished for r in runs),
+              draw=draw, stop=Stop("stop", _w("stop"), stop))
 
 
 def sweep_section(tkey: tuple, values: dict) -> None:
@@ -99,23 +98,17 @@ def sweep_section(tkey: tuple, values: dict) -> None:
         live.advance_sweep(sw, SYNC_BUDGET_S)
     running = sw.events is not None
 
-    @st.fragment(run_every=TICK_S if running else None)
-    def tick() -> None:
+    def job() -> live.SweepRun | None:
         cur = state.get(ss, "sweep", PAGE)
-        if cur is None or cur.key != key:
-            return
+        return cur if cur is not None and cur.key == key else None
+
+    def draw(cur: live.SweepRun) -> None:
         if cur.events is not None:
-            if st.button("stop the sweep", key=_w("sweep_stop"), icon=":material/stop:"):
-                cur.events = None
-            else:
-                live.advance_sweep(cur, TICK_BUDGET_S)
-            if cur.events is None:  # just finished: a full run draws the final state once
-                st.rerun(scope="app")
-            n = len(cur.config.eps) * len(cur.config.samplers)
-            st.progress(len(cur.points) / n, text=f"{len(cur.points)} of {n} runs")
+            st.progress(len(cur.points) / cur.total, text=f"{len(cur.points)} of {cur.total} runs")
         if cur.error:
             st.error(cur.error, icon=":material/report:")
-        panels.chart(plots.sweep_figure(cur.points, eps_range=eps_range))
+        panels.chart(plots.sweep_figure(cur.points, eps_range=eps_range),
+                     live=_w("sweep_chart") if cur.events is not None else None)
         div = [p for p in cur.points if p.n_diverged]
         if div and cur.events is None:
             w = min(div, key=lambda p: p.eps)
@@ -123,7 +116,9 @@ def sweep_section(tkey: tuple, values: dict) -> None:
                        f"diverged at ε = {w.eps:g}: beyond the stability limit, lower ε.",
                        icon=":material/warning:")
 
-    tick()
+    live_view(job, step=live.advance_sweep, done=lambda cur: cur.events is None, draw=draw,
+              stop=Stop("stop the sweep", _w("sweep_stop"), live.stop_sweep, primary=False),
+              running=running)
     if not running and sw.points:
         panels.download_csv("sweep CSV", lambda: pd.DataFrame([asdict(p) for p in sw.points]),
                             "eps_sweep.csv", key=_w("dl_sweep"))

@@ -181,8 +181,17 @@ _FIGURES_JS = r"""
     }
     return null;
   };
-  return Array.from(document.querySelectorAll('.js-plotly-plot'))
-    .filter((g) => g._fullLayout && !g.closest('[data-stale="true"]'))
+  // charts in the page, and in the live charts' iframes (same origin), which update in place
+  const graphs = [];
+  for (const g of document.querySelectorAll('.js-plotly-plot')) graphs.push([g, g]);
+  for (const f of document.querySelectorAll('iframe')) {
+    let doc = null;
+    try { doc = f.contentDocument; } catch (e) { doc = null; }
+    if (doc) for (const g of doc.querySelectorAll('.js-plotly-plot')) graphs.push([g, f]);
+  }
+  return graphs
+    .filter(([g, host]) => g._fullLayout && !host.closest('[data-stale="true"]'))
+    .map(([g]) => g)
     .map((g) => {
       const t = g.layout && g.layout.title;
       const ranges = {};

@@ -1,0 +1,51 @@
+"""A Plotly chart that live views update in place: one iframe, ``Plotly.react`` per tick.
+
+``st.plotly_chart`` gives every new figure a new element id (the id hashes the
+spec), so each live tick remounts the chart and the page shows a blank frame.
+This component keeps one chart per ``key`` and redraws it in place.  Plotly.js
+comes from the plotly package's own copy, served next to the component's page
+from a per-version folder outside the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import plotly
+import plotly.graph_objects as go
+import plotly.io
+import streamlit.components.v1 as components
+
+__all__ = ["live_chart"]
+
+HERE = Path(__file__).resolve().parent
+PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
+
+@lru_cache(maxsize=1)
+def _component() -> Any:
+    """Declare the component once per process, from a folder holding its page and plotly.js."""
+    page = (HERE / "index.html").read_bytes()
+    tag = hashlib.sha256(page + plotly.__version__.encode()).hexdigest()[:12]
+    root = Path(tempfile.gettempdir()) / f"langevin-lab-live-chart-{tag}"
+    if not (root / "plotly.min.js").is_file():
+        tmp = Path(tempfile.mkdtemp(prefix="langevin-lab-live-chart-"))
+        (tmp / "index.html").write_bytes(page)
+        shutil.copyfile(PLOTLY_JS, tmp / "plotly.min.js")
+        try:
+            tmp.rename(root)
+        except OSError:  # another process made it first: theirs is the same
+            shutil.rmtree(tmp, ignore_errors=True)
+    return components.declare_component("live_chart", path=str(root))
+
+
+def live_chart(fig: go.Figure, *, key: str, config: dict) -> None:
+    """Draw ``fig`` in the live chart ``key``, updating the chart already there in place."""
+    spec = plotly.io.to_json(fig, validate=False)
+    _component()(spec=spec, config=json.dumps(config), key=key, default=None)

@@ -1,0 +1,64 @@
+"""The one live-fragment loop behind every live view: step a slice, redraw, rerun when done.
+
+Each live view (the playground's run, SGLD vs MAP's twin runs, the eps sweep,
+training) hands :func:`live_view` what differs: how to find its job in session
+state, how to step it for a time slice, when it is done, and how to draw it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+__all__ = ["SYNC_BUDGET_S", "TICK_BUDGET_S", "TICK_S", "Stop", "live_view"]
+
+SYNC_BUDGET_S = 0.6  # compute done in the page run itself before going live
+TICK_S = 0.3  # live refresh period
+TICK_BUDGET_S = 0.2  # compute per live tick, leaving time to draw
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A stop button drawn above a running job."""
+
+    label: str  # button text
+    key: str  # widget key
+    action: Callable[[Any], None]  # what pressing it does to the job
+    primary: bool = True  # drawn as the page's primary button
+
+
+def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
+              done: Callable[[Any], bool], draw: Callable[[Any], None],
+              stop: Stop | None = None, running: bool = True) -> None:
+    """Draw ``job()`` in a fragment that steps it every :data:`TICK_S` while it runs.
+
+    Args:
+        job: the current job from session state, or None when it was replaced (then the
+            fragment draws nothing: the page run that replaced it draws the new one).
+        step: ``step(job, budget_s)`` computes for about ``budget_s`` seconds.
+        done: true once the job needs no more steps; the whole page then reruns once to
+            draw its final state.
+        draw: draws the job (progress, charts) inside the fragment.
+        stop: an optional stop button shown while the job runs.
+        running: tick only while true (a finished job is drawn once, without ticking).
+    """
+
+    @st.fragment(run_every=TICK_S if running else None)
+    def tick() -> None:
+        j = job()
+        if j is None:
+            return
+        if not done(j):
+            if stop is not None and st.button(stop.label, key=stop.key, icon=":material/stop:",
+                                              type="primary" if stop.primary else "secondary"):
+                stop.action(j)
+            else:
+                step(j, TICK_BUDGET_S)
+            if done(j):
+                st.rerun(scope="app")
+        draw(j)
+
+    tick()
