@@ -12,7 +12,8 @@ The loop consumes the generator exactly as ``sgld_step`` does (one
 both produce the same positions up to floating-point rounding.
 
 It never checks for divergence: callers run it in chunks and check between
-chunks (as :func:`ebmcore.sampling.runner.run` does at its recording points).
+chunks (as :func:`ebmcore.sampling.runner.run` does every few steps), while an
+``on_step`` hook copies out what they keep.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def sgld_loop(
     *,
     grad_buf: Tensor | None = None,
     paths_out: Tensor | None = None,
+    on_step: Callable[[int, Tensor], object] | None = None,
 ) -> Tensor:
     """Run ``n_steps`` of ``x <- x - eps grad E(x) + sqrt(2 eps T) xi`` in place.
 
@@ -69,6 +71,8 @@ def sgld_loop(
         paths_out: optional ``(K, n_steps, 2)`` buffer (any device/dtype, K <= N) that
             receives the first K chains' positions after every step, so a caller can keep
             full paths of a few chains while running long chunks.
+        on_step: optional ``f(i, x)`` called after step ``i`` (1-based) with the positions,
+            to copy what it keeps (recorded frames, thinned paths); it must not modify ``x``.
 
     Returns:
         ``x``, advanced.
@@ -96,6 +100,8 @@ def sgld_loop(
                 x.add_(noise, alpha=scale)
             if paths_out is not None:
                 paths_out[:, i] = x[: paths_out.shape[0]]
+            if on_step is not None:
+                on_step(i + 1, x)
     return x
 
 

@@ -9,6 +9,12 @@ every ``thin`` steps (``thin`` chosen so at most ``max_points`` positions are
 stored), and full paths only for the first ``keep_paths`` chains.  A chain
 whose position becomes non-finite, or runs far outside the box, is frozen at
 its last recorded position and reported; nothing non-finite is recorded.
+
+SGLD on a target with a closed-form gradient runs fused: the in-place loop of
+:mod:`ebmcore.sampling.fast` advances all chains between checks (every
+:data:`CHECK_EVERY` steps at most) and writes recorded frames and paths as it
+goes; energies of recorded frames are evaluated in one batch per chunk.  It
+draws the same random numbers as the reference kernels (``fused=False``).
 """
 
 from __future__ import annotations
@@ -22,13 +28,16 @@ import torch
 from torch import Tensor
 
 from ebmcore.energies import Box, Target, ValidationError
-from ebmcore.sampling.fast import inplace_grad, sgld_loop
+from ebmcore.sampling.fast import InplaceGrad, inplace_grad, sgld_loop
 from ebmcore.sampling.kernels import SAMPLERS, SamplerState, init_state
 
 __all__ = ["MAX_CHAINS", "MAX_STEPS", "Progress", "SampleConfig", "Trace", "run", "sample"]
 
 MAX_CHAINS = 2_000_000  # more would not fit the memory budget of a laptop with margins
 MAX_STEPS = 1_000_000  # per run
+# Steps between divergence checks of the fused loop: a blow-up is reported within this many
+# steps of its first step, and a check (a few passes over N x 2) costs < 1/10 of the steps.
+CHECK_EVERY = 32
 INITS = ("uniform", "gaussian", "point")
 
 
@@ -53,6 +62,7 @@ class SampleConfig:
     keep_paths: int = 16  # chains whose full path is kept for drawing
     max_points: int = 2_000_000  # cap on stored positions (chains x recorded steps)
     report_every: int = 0  # steps between events; 0 = about 50 events per run
+    fused: bool = True  # False: the per-step reference kernels, same random numbers (checks)
 
     def validate(self) -> SampleConfig:
         """Return self, or raise ValidationError with a message for users."""
@@ -200,6 +210,37 @@ class _Recorder:
         self.frozen = state.x.clone()
         return state
 
+    def check_fused(self, target: Target, x: Tensor, step: int, f0: int) -> None:
+        """Freeze chains of ``x`` (in place) that left the finite world since the last check.
+
+        Frames ``f0:`` were written by the loop since then: the frozen chains' entries are
+        reset to their last checked position, and the frames' mean energies computed.
+        """
+        with torch.no_grad():
+            e = target.energy(x)
+        ok = torch.isfinite(x).all(1) & torch.isfinite(e) & (x.abs() < self.far).all(1)
+        newly = ~ok & self.alive
+        if bool(newly.any()):
+            self.first_bad = step if self.first_bad is None else self.first_bad
+            self.alive &= ~newly
+        f = self.frames
+        alive = self.alive.cpu()
+        if not bool(alive.any()):  # nothing live to record: the trace ends at the last check
+            self.frames = f0
+            return
+        if not bool(alive.all()):
+            dead = ~self.alive
+            x.copy_(torch.where(dead[:, None], self.frozen, x))
+            if f > f0:
+                held = self.frozen.cpu()[~alive]
+                self.positions[f0:f, ~alive] = held
+        self.frozen.copy_(x)
+        if f > f0:
+            frames = self.positions[f0:f, alive].to(x.device)
+            with torch.no_grad():
+                fe = target.energy(frames.reshape(-1, 2)).reshape(f - f0, -1)
+            self.mean_energy[f0:f] = fe.double().mean(1).cpu()
+
     def record(self, state: SamplerState, step: int) -> None:
         f = self.frames
         self.positions[f] = self.frozen.cpu()
@@ -241,9 +282,9 @@ def _stops(total: int, *periods: int) -> list[int]:
 def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Iterator[Progress]:
     """Run ``config.chains`` chains on ``target``, yielding progress events.
 
-    SGLD on a target with a closed-form gradient runs the in-place loop of
-    :mod:`ebmcore.sampling.fast` between recording points; it draws the same random
-    numbers as :func:`ebmcore.sampling.kernels.sgld_step`, so results agree to rounding.
+    SGLD on a target with a closed-form gradient runs fused (see the module docstring); it
+    draws the same random numbers as :func:`ebmcore.sampling.kernels.sgld_step`, so results
+    agree to rounding, and divergence is reported within :data:`CHECK_EVERY` steps.
 
     Args:
         target: the energy (and its box, used for the initial points and to
@@ -262,28 +303,24 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Itera
     if cfg.sampler == "hmc":
         kw["n_leapfrog"] = cfg.n_leapfrog
     kernel = SAMPLERS[cfg.sampler]
-    fast = inplace_grad(target) if cfg.sampler == "sgld" else None
+    fast = inplace_grad(target) if cfg.sampler == "sgld" and cfg.fused else None
     rec = _Recorder(cfg, x, _far_limit(target.box))
     every = cfg.report_every or max(1, cfg.steps // 50)
     state = rec.check(init_state(target.energy, x, target.grad), 0)
     rec.record(state, 0)
     rec.paths[:, 0] = state.x[: rec.k]
+    if fast is not None:
+        yield from _run_fused(target, cfg, rec, state.x, fast, gen, temperature, every)
+        return
     per_step_paths = rec.path_thin == 1
     step = 0
     for stop in _stops(cfg.steps, rec.thin, every, rec.path_thin):
-        n = stop - step
-        if fast is not None:
-            out = rec.paths[:, step + 1 : stop + 1] if per_step_paths else None
-            xb = state.x
-            sgld_loop(xb, fast, n, cfg.step_size, temperature, gen, paths_out=out)
-            state = init_state(target.energy, xb, target.grad)
-        else:
-            for i in range(step + 1, stop + 1):
-                state, info = kernel(target.energy, state, gen, **kw)
-                if info.accept_prob is not None and i > cfg.burn_in:
-                    rec.accept(info.accept_prob)
-                if per_step_paths:
-                    rec.paths[:, i] = state.x[: rec.k]
+        for i in range(step + 1, stop + 1):
+            state, info = kernel(target.energy, state, gen, **kw)
+            if info.accept_prob is not None and i > cfg.burn_in:
+                rec.accept(info.accept_prob)
+            if per_step_paths:
+                rec.paths[:, i] = state.x[: rec.k]
         step = stop
         state = rec.check(state, step)
         if not rec.alive.any():  # every chain diverged: nothing left to run
@@ -293,6 +330,35 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Itera
             rec.record(state, step)
         if not per_step_paths and step % rec.path_thin == 0:
             rec.paths[:, step // rec.path_thin] = state.x[: rec.k]
+        if step % every == 0 or step == cfg.steps:
+            yield Progress(step, cfg.steps, rec.trace(step))
+
+
+def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, x: Tensor, fast: InplaceGrad,
+               gen: torch.Generator, temperature: float, every: int) -> Iterator[Progress]:
+    """SGLD in place between checks; the loop writes frames and paths through ``on_step``."""
+    thin, path_thin, k = rec.thin, rec.path_thin, rec.k
+    rec.frame_steps.copy_(torch.arange(rec.frame_steps.numel()) * thin)
+    noise, grad = torch.empty_like(x), torch.empty_like(x)
+    step = 0
+
+    def keep(i: int, xs: Tensor) -> None:
+        s = step + i
+        if s % thin == 0:
+            rec.positions[rec.frames].copy_(xs)
+            rec.frames += 1
+        if s % path_thin == 0:
+            rec.paths[:, s // path_thin].copy_(xs[:k])
+
+    for stop in _stops(cfg.steps, every, CHECK_EVERY):
+        f0 = rec.frames
+        sgld_loop(x, fast, stop - step, cfg.step_size, temperature, gen, noise,
+                  grad_buf=grad, on_step=keep)
+        step = stop
+        rec.check_fused(target, x, step, f0)
+        if not rec.alive.any():  # every chain diverged: nothing left to run
+            yield Progress(step, cfg.steps, rec.trace(step))
+            return
         if step % every == 0 or step == cfg.steps:
             yield Progress(step, cfg.steps, rec.trace(step))
 
