@@ -8,6 +8,7 @@ grow by at most (1 + eps L) per step, far below the tolerance at these step size
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -20,20 +21,23 @@ from ebmcore.targets.registry import TARGETS, make_target
 EPS = 2e-4
 
 
-def _pair(name: str, **kw) -> tuple:
+def _pair(name: str, sampler: str = "sgld", **kw) -> tuple:
     t = make_target(name)
     cfg = SampleConfig(steps=150, chains=40, dtype="float64", keep_paths=5, seed=11,
-                       step_size=EPS, **kw)
+                       step_size=EPS, sampler=sampler, n_leapfrog=3, **kw)
     return sample(t, cfg), sample(t, dataclasses.replace(cfg, fused=False))
 
 
+@pytest.mark.parametrize("sampler", ["sgld", "mala", "hmc"])
 @pytest.mark.parametrize("name", list(TARGETS))
-def test_fused_run_equals_reference_kernels_on_every_target(name):
-    a, b = _pair(name)
+def test_fused_run_equals_reference_kernels_on_every_target(name, sampler):
+    a, b = _pair(name, sampler)
     assert a.n_diverged == b.n_diverged == 0
     for field in ("x", "positions", "paths", "mean_energy", "steps", "path_steps"):
         torch.testing.assert_close(getattr(a, field), getattr(b, field), rtol=0, atol=1e-10)
     assert a.thin == b.thin
+    if sampler != "sgld":
+        assert math.isclose(a.acceptance, b.acceptance, rel_tol=1e-12)
 
 
 def test_thinned_frames_and_paths_agree():

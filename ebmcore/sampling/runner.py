@@ -193,6 +193,7 @@ class _Recorder:
         self.first_bad: int | None = None
         self.frames = 0
         self.acc_sum, self.acc_count = 0.0, 0
+        self.n_live = cfg.chains  # live chains at the last check
         self.start = time.perf_counter()
 
     def check(self, state: SamplerState, step: int) -> SamplerState:
@@ -221,23 +222,34 @@ class _Recorder:
         if bool(newly.any()):
             self.first_bad = step if self.first_bad is None else self.first_bad
             self.alive &= ~newly
+        if not bool(self.alive.all()):
+            x.copy_(torch.where(self.alive[:, None], x, self.frozen))
+        self.frozen.copy_(x)
+        self.finish_frames(target, f0, None)
+
+    def finish_frames(self, target: Target, f0: int, energy_sums: Tensor | None) -> None:
+        """Frames ``f0:`` written since the last check: hold frozen chains, set mean energies.
+
+        ``energy_sums[f]`` (sums over the chains live at the previous check) are used when no
+        chain died in between; otherwise the frames' energies are evaluated in one batch.
+        """
         f = self.frames
         alive = self.alive.cpu()
         if not bool(alive.any()):  # nothing live to record: the trace ends at the last check
             self.frames = f0
             return
-        if not bool(alive.all()):
-            dead = ~self.alive
-            x.copy_(torch.where(dead[:, None], self.frozen, x))
-            if f > f0:
-                held = self.frozen.cpu()[~alive]
-                self.positions[f0:f, ~alive] = held
-        self.frozen.copy_(x)
-        if f > f0:
-            frames = self.positions[f0:f, alive].to(x.device)
-            with torch.no_grad():
-                fe = target.energy(frames.reshape(-1, 2)).reshape(f - f0, -1)
-            self.mean_energy[f0:f] = fe.double().mean(1).cpu()
+        if f == f0:
+            return
+        n_live = int(alive.sum())
+        if n_live < alive.numel():  # dead chains moved on from their frozen point: hold them
+            self.positions[f0:f, ~alive] = self.frozen.cpu()[~alive]
+        if energy_sums is not None and n_live == self.n_live:
+            self.mean_energy[f0:f] = (energy_sums[f0:f] / n_live).cpu()
+            return
+        frames = self.positions[f0:f, alive].to(self.frozen.device)
+        with torch.no_grad():
+            fe = target.energy(frames.reshape(-1, 2)).reshape(f - f0, -1)
+        self.mean_energy[f0:f] = fe.double().mean(1).cpu()
 
     def record(self, state: SamplerState, step: int) -> None:
         f = self.frames
@@ -310,6 +322,9 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Itera
     if fast is not None:
         yield from _run_fused(target, cfg, rec, state.x, fast, gen, temperature, every)
         return
+    if cfg.fused:
+        yield from _run_chunked(target, cfg, rec, state, kernel, kw, gen, every)
+        return
     per_step_paths = rec.path_thin == 1
     step = 0
     for stop in _stops(cfg.steps, rec.thin, every, rec.path_thin):
@@ -354,6 +369,44 @@ def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, x: Tensor, fas
                   grad_buf=grad, on_step=keep)
         step = stop
         rec.check_fused(target, x, step, f0)
+        if not rec.alive.any():  # every chain diverged: nothing left to run
+            yield Progress(step, cfg.steps, rec.trace(step))
+            return
+        if step % every == 0 or step == cfg.steps:
+            yield Progress(step, cfg.steps, rec.trace(step))
+
+
+def _run_chunked(target: Target, cfg: SampleConfig, rec: _Recorder, state: SamplerState,
+                 kernel, kw: dict, gen: torch.Generator, every: int) -> Iterator[Progress]:
+    """The pure kernels, checked every few steps; frames, paths and acceptance kept on the fly.
+
+    Nothing is synchronised per step: energy sums and acceptance accumulate as tensors.
+    """
+    thin, path_thin, k = rec.thin, rec.path_thin, rec.k
+    rec.frame_steps.copy_(torch.arange(rec.frame_steps.numel()) * thin)
+    f64 = {"dtype": torch.float64, "device": state.x.device}
+    esum = torch.zeros(rec.mean_energy.numel(), **f64)
+    acc_sum, acc_n = torch.zeros((), **f64), torch.zeros((), **f64)
+    step = 0
+    for stop in _stops(cfg.steps, every, CHECK_EVERY):
+        f0 = rec.frames
+        rec.n_live = int(rec.alive.sum())
+        live = rec.alive
+        for i in range(step + 1, stop + 1):
+            state, info = kernel(target.energy, state, gen, **kw)
+            if info.accept_prob is not None and i > cfg.burn_in:
+                acc_sum += info.accept_prob.masked_fill(~live, 0.0).sum()
+                acc_n += rec.n_live
+            if i % thin == 0:
+                rec.positions[rec.frames].copy_(state.x)
+                esum[rec.frames] = state.energy.masked_fill(~live, 0.0).sum()
+                rec.frames += 1
+            if i % path_thin == 0:
+                rec.paths[:, i // path_thin].copy_(state.x[:k])
+        step = stop
+        state = rec.check(state, step)
+        rec.finish_frames(target, f0, esum)
+        rec.acc_sum, rec.acc_count = float(acc_sum), int(acc_n)
         if not rec.alive.any():  # every chain diverged: nothing left to run
             yield Progress(step, cfg.steps, rec.trace(step))
             return
