@@ -204,6 +204,7 @@ class _Recorder:
         if bool(newly.any()):
             self.first_bad = step if self.first_bad is None else self.first_bad
             self.alive &= ~newly
+            self.n_live = int(self.alive.sum())
             dead = ~self.alive
             state = SamplerState(torch.where(dead[:, None], self.frozen, state.x),
                                  state.energy.masked_fill(dead, 0.0),
@@ -217,33 +218,36 @@ class _Recorder:
         Frames ``f0:`` were written by the loop since then: the frozen chains' entries are
         reset to their last checked position, and the frames' mean energies computed.
         """
-        ok = (x.abs() < self.far).all(1)  # False for nan and inf too: one pass suffices
-        newly = ~ok & self.alive
-        if bool(newly.any()):
-            self.first_bad = step if self.first_bad is None else self.first_bad
-            self.alive &= ~newly
-        if not bool(self.alive.all()):
+        n_before = self.n_live
+        # One reduction decides the usual case; nan compares False, so it fails the test too.
+        if not bool(x.abs().amax() < self.far):
+            newly = ~(x.abs() < self.far).all(1) & self.alive
+            if bool(newly.any()):
+                self.first_bad = step if self.first_bad is None else self.first_bad
+                self.alive &= ~newly
+                self.n_live = int(self.alive.sum())
+        if self.n_live < self.alive.numel():
             x.copy_(torch.where(self.alive[:, None], x, self.frozen))
         self.frozen.copy_(x)
-        self.finish_frames(target, f0, None)
+        self.finish_frames(target, f0, None, n_before)
 
-    def finish_frames(self, target: Target, f0: int, energy_sums: Tensor | None) -> None:
+    def finish_frames(self, target: Target, f0: int, energy_sums: Tensor | None,
+                      n_before: int) -> None:
         """Frames ``f0:`` written since the last check: hold frozen chains, set mean energies.
 
         ``energy_sums[f]`` (sums over the chains live at the previous check) are used when no
         chain died in between; otherwise the frames' energies are evaluated in one batch.
         """
-        f = self.frames
-        alive = self.alive.cpu()
-        if not bool(alive.any()):  # nothing live to record: the trace ends at the last check
+        f, n_live = self.frames, self.n_live
+        if n_live == 0:  # nothing live to record: the trace ends at the last check
             self.frames = f0
             return
         if f == f0:
             return
-        n_live = int(alive.sum())
+        alive = self.alive.cpu()
         if n_live < alive.numel():  # dead chains moved on from their frozen point: hold them
             self.positions[f0:f, ~alive] = self.frozen.cpu()[~alive]
-        if energy_sums is not None and n_live == self.n_live:
+        if energy_sums is not None and n_live == n_before:
             self.mean_energy[f0:f] = (energy_sums[f0:f] / n_live).cpu()
             return
         frames = self.positions[f0:f, alive].to(self.frozen.device)
@@ -336,7 +340,7 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Itera
                 rec.paths[:, i] = state.x[: rec.k]
         step = stop
         state = rec.check(state, step)
-        if not rec.alive.any():  # every chain diverged: nothing left to run
+        if rec.n_live == 0:  # every chain diverged: nothing left to run
             yield Progress(step, cfg.steps, rec.trace(step))
             return
         if step % rec.thin == 0:
@@ -369,7 +373,7 @@ def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, x: Tensor, fas
                   grad_buf=grad, on_step=keep)
         step = stop
         rec.check_fused(target, x, step, f0)
-        if not rec.alive.any():  # every chain diverged: nothing left to run
+        if rec.n_live == 0:  # every chain diverged: nothing left to run
             yield Progress(step, cfg.steps, rec.trace(step))
             return
         if step % every == 0 or step == cfg.steps:
@@ -389,14 +393,13 @@ def _run_chunked(target: Target, cfg: SampleConfig, rec: _Recorder, state: Sampl
     acc_sum, acc_n = torch.zeros((), **f64), torch.zeros((), **f64)
     step = 0
     for stop in _stops(cfg.steps, every, CHECK_EVERY):
-        f0 = rec.frames
-        rec.n_live = int(rec.alive.sum())
-        live = rec.alive
+        f0, n_before = rec.frames, rec.n_live
+        live = rec.alive.clone()
         for i in range(step + 1, stop + 1):
             state, info = kernel(target.energy, state, gen, **kw)
             if info.accept_prob is not None and i > cfg.burn_in:
                 acc_sum += info.accept_prob.masked_fill(~live, 0.0).sum()
-                acc_n += rec.n_live
+                acc_n += n_before
             if i % thin == 0:
                 rec.positions[rec.frames].copy_(state.x)
                 esum[rec.frames] = state.energy.masked_fill(~live, 0.0).sum()
@@ -405,9 +408,9 @@ def _run_chunked(target: Target, cfg: SampleConfig, rec: _Recorder, state: Sampl
                 rec.paths[:, i // path_thin].copy_(state.x[:k])
         step = stop
         state = rec.check(state, step)
-        rec.finish_frames(target, f0, esum)
+        rec.finish_frames(target, f0, esum, n_before)
         rec.acc_sum, rec.acc_count = float(acc_sum), int(acc_n)
-        if not rec.alive.any():  # every chain diverged: nothing left to run
+        if rec.n_live == 0:  # every chain diverged: nothing left to run
             yield Progress(step, cfg.steps, rec.trace(step))
             return
         if step % every == 0 or step == cfg.steps:
