@@ -85,3 +85,27 @@ def test_events_carry_the_trace_so_far_and_same_seed_same_numbers():
     assert steps == list(range(10, 101, 10))
     a, b = sample(t, cfg), sample(t, cfg)
     assert torch.equal(a.positions, b.positions) and torch.equal(a.paths, b.paths)
+
+
+def test_finite_position_with_non_finite_energy_is_frozen_and_reported():
+    # The energy is +inf right of x = 3 while its closed-form gradient stays finite and pulls
+    # every chain to x = 10: the fused loop's position check passes, the frame energies catch it.
+    from ebmcore.energies import Target
+
+    def energy(x):
+        e = 0.5 * ((x[:, 0] - 10.0) ** 2 + x[:, 1] ** 2)
+        return torch.where(x[:, 0] > 3.0, torch.full_like(e, math.inf), e)
+
+    def grad(x):
+        return torch.stack((x[:, 0] - 10.0, x[:, 1]), 1)
+
+    t = Target("inf-right", energy, (-5.0, 5.0, -5.0, 5.0), {}, grad)
+    # Gradient descent: x_t = 10 - (10 - x_0) 0.999^t.  From 2.9 the wall is crossed by step
+    # 20; from -3 the chains reach only -1.76 in 100 steps.
+    x0 = torch.zeros(10, 2, dtype=torch.float64)
+    x0[:5, 0], x0[5:, 0] = 2.9, -3.0
+    cfg = SampleConfig(steps=100, chains=10, dtype="float64", step_size=1e-3, noise=False)
+    tr = sample(t, cfg, x0=x0)
+    assert tr.n_diverged == 5 and not bool(tr.alive[:5].any()) and bool(tr.alive[5:].all())
+    assert torch.isfinite(tr.mean_energy).all() and torch.isfinite(tr.positions).all()
+    assert 0 < tr.first_diverged_step <= 20 + CHECK_EVERY

@@ -229,10 +229,10 @@ class _Recorder:
         if self.n_live < self.alive.numel():
             x.copy_(torch.where(self.alive[:, None], x, self.frozen))
         self.frozen.copy_(x)
-        self.finish_frames(target, f0, None, n_before)
+        self.finish_frames(target, f0, None, n_before, step)
 
     def finish_frames(self, target: Target, f0: int, energy_sums: Tensor | None,
-                      n_before: int) -> None:
+                      n_before: int, step: int) -> None:
         """Frames ``f0:`` written since the last check: hold frozen chains, set mean energies.
 
         ``energy_sums[f]`` (sums over the chains live at the previous check) are used when no
@@ -253,6 +253,17 @@ class _Recorder:
         frames = self.positions[f0:f, alive].to(self.frozen.device)
         with torch.no_grad():
             fe = target.energy(frames.reshape(-1, 2)).reshape(f - f0, -1)
+        bad = ~torch.isfinite(fe).all(0)  # finite positions, non-finite energy: freeze too
+        if bool(bad.any()):
+            lost = torch.nonzero(alive).flatten()[bad.cpu()]
+            self.alive[lost.to(self.alive.device)] = False
+            self.n_live = int(self.alive.sum())
+            self.first_bad = step if self.first_bad is None else min(self.first_bad, step)
+            if self.n_live == 0:
+                self.frames = f0
+                return
+            self.positions[f0:f, lost] = self.frozen.cpu()[lost]
+            fe = fe[:, ~bad]
         self.mean_energy[f0:f] = fe.double().mean(1).cpu()
 
     def record(self, state: SamplerState, step: int) -> None:
@@ -408,7 +419,7 @@ def _run_chunked(target: Target, cfg: SampleConfig, rec: _Recorder, state: Sampl
                 rec.paths[:, i // path_thin].copy_(state.x[:k])
         step = stop
         state = rec.check(state, step)
-        rec.finish_frames(target, f0, esum, n_before)
+        rec.finish_frames(target, f0, esum, n_before, step)
         rec.acc_sum, rec.acc_count = float(acc_sum), int(acc_n)
         if rec.n_live == 0:  # every chain diverged: nothing left to run
             yield Progress(step, cfg.steps, rec.trace(step))
