@@ -29,7 +29,7 @@ def test_quick_sampler_bench_json_rows(capsys):
 
 def test_other_modules_register_their_benches():
     # Importing the listed modules registers them; running them is their owners' tests' job.
-    assert {"sampler", "training", "dashboard"} <= set(load_benches())
+    assert {"sampler", "sample", "training", "dashboard"} <= set(load_benches())
 
 
 def test_registered_benches_join_the_table(capsys):
@@ -51,3 +51,15 @@ def test_unknown_bench_is_a_one_line_error(capsys):
     assert main(["bench", "--only", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown bench 'nope'") and err.count("\n") == 1
+
+
+def test_quick_sample_bench_times_sample_end_to_end(capsys):
+    assert main(["bench", "--quick", "--json", "--only", "sample"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["bench"] for r in rows} == {"sample"}
+    assert {r["target"] for r in rows} == {"banana", "mixture", "gaussian"}
+    for r in rows:
+        assert r["impl"] == "sample() + summarize() (as the CLI runs)"
+        assert r["rate"] > 0 and r["seconds"] > 0 and r["unit"] == "chain-steps/s"
+        assert math.isclose(r["rate"], r["chains"] * r["steps"] / r["seconds"])
+        assert r["numpy_rate"] > 0 and r["vs_numpy"] > 0 and r["vs_randn"] > 0

@@ -10,7 +10,14 @@ import torch
 
 from ebmcore.energies import ValidationError
 from ebmcore.exact.density import sgld_stationary_cov
-from ebmcore.sampling.fast import banana_grad, gaussian_grad, inplace_grad, sgld_loop, wrap_grad
+from ebmcore.sampling.fast import (
+    banana_grad,
+    gaussian_grad,
+    inplace_grad,
+    mixture_grad,
+    sgld_loop,
+    wrap_grad,
+)
 from ebmcore.sampling.kernels import init_state, sgld_step
 from ebmcore.targets.registry import make_target
 
@@ -100,8 +107,10 @@ def test_inplace_kernels_equal_closed_form(seed):
     banana = make_target("banana", x_std=0.3 + 2 * u[0], bend=-6 + 12 * u[1], y_std=0.1 + u[2])
     c = 0.5 + 2 * u[3]
     gauss = make_target("gaussian", mean=(u[4] - 0.5, 3 * u[5]), cov=(c, 0.4, 0.4, 1.0))
+    mix = make_target("mixture", k=1 + seed * 7, radius=8 * u[0], std=0.05 + 2 * u[1])
     for target, kernel in ((banana, banana_grad(**banana.params)),
-                           (gauss, gaussian_grad(**gauss.params))):
+                           (gauss, gaussian_grad(**gauss.params)),
+                           (mix, mixture_grad(**mix.params))):
         x = 5 * torch.randn(300, 2, generator=g, dtype=torch.float64)
         torch.testing.assert_close(kernel(x, torch.empty_like(x)), target.grad(x),
                                    rtol=1e-12, atol=1e-12)

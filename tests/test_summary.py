@@ -123,3 +123,32 @@ def test_every_chain_diverged_still_summarises():
     assert s.discrepancy.n == 0 and math.isnan(s.discrepancy.tv)
     d = json.loads(json.dumps(s.to_dict(), allow_nan=False))
     assert d["mean"] == [None, None] and d["diverged"] == 16
+
+
+def test_decimated_diagnostics_estimate_the_full_ones():
+    # 500 chains x 1001 frames at stationarity (burn-in covers the 0.9^k transient: 0.9^200 =
+    # 7e-10).  The summary ranks ~2^16 of the 4e5 kept draws (a subset of chains) and scales
+    # the ESS by C / C'.  The integrated autocorrelation time estimated from 2^16 draws over
+    # Geyer's ~20 lags has a relative sd of about 2 sqrt(2 * 20 / 2^16) = 5%: 20% is 4 sd.
+    from ebmcore.exact.diagnostics import ess_bulk, split_rhat
+
+    target = make_target("gaussian")
+    cfg = SampleConfig(chains=500, steps=1000, step_size=0.3, burn_in=200, dtype="float64",
+                       seed=3)
+    trace = sample(target, cfg)
+    s = summarize(trace, target)
+    full_ess = torch.as_tensor(ess_bulk(trace.kept()))
+    full_rhat = torch.as_tensor(split_rhat(trace.kept()))
+    assert bool(((s.ess / full_ess - 1).abs() < 0.2).all())
+    # Both R-hats sit within a few 1 / sqrt(draws) of 1 at stationarity.
+    assert bool(((s.rhat - full_rhat).abs() < 0.01).all())
+
+
+def test_rhat_and_ess_equal_the_separate_functions():
+    from ebmcore.exact.diagnostics import ess_bulk, rhat_and_ess, split_rhat
+
+    g = torch.Generator().manual_seed(0)
+    draws = torch.randn(200, 30, 2, generator=g, dtype=torch.float64).cumsum(0)  # random walks
+    draws[:, :, 1] = draws[:, :, 1].round()  # ties: mean ranks must agree too
+    rhat, ess = rhat_and_ess(draws)
+    assert (rhat == split_rhat(draws)).all() and (ess == ess_bulk(draws)).all()

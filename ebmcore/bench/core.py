@@ -95,6 +95,18 @@ def _row(bench: str, impl: str, target: str, chains: int, rate: float, steps: in
 def _numpy_grad_log_p(name: str):
     """``-grad E`` for ``(N, 2)`` float32 arrays, written as idiomatic NumPy."""
     t = make_target(name)
+    if name == "mixture":
+        p = t.params
+        ang = 2.0 * np.pi * np.arange(p["k"]) / p["k"]
+        mu = (p["radius"] * np.stack([np.cos(ang), np.sin(ang)], 1)).astype(np.float32)
+        var = np.float32(p["std"] ** 2)
+
+        def mixture(x: np.ndarray) -> np.ndarray:
+            lg = -((x[:, None, :] - mu) ** 2).sum(-1) / (2 * var)
+            w = np.exp(lg - lg.max(1, keepdims=True))
+            return -(x - (w @ mu) / w.sum(1, keepdims=True)) / var
+
+        return mixture
     if name == "gaussian":
         prec = np.linalg.inv(np.array(t.params["cov"], dtype=np.float64).reshape(2, 2))
         prec, mean = prec.astype(np.float32), np.array(t.params["mean"], dtype=np.float32)
@@ -186,6 +198,83 @@ def sampler_bench(quick: bool) -> list[dict]:
         base = numpy_rate.get((r["target"], r["chains"]))
         r["vs_numpy"] = r["rate"] / base if base else math.nan
         r["vs_reference"] = r["rate"] / ref_rate[r["target"]]
+    return rows
+
+
+# What users run through `python -m ebmcore sample`: (target, chains, steps).  The defaults
+# (500 x 1000) run on every registry target; eps is small enough for all of them.
+SAMPLE_CASES = {"full": [("banana", 1_000_000, 201), ("mixture", 100_000, 200)],
+                "quick": [("banana", 2_000, 21), ("mixture", 1_000, 21)]}
+SAMPLE_EPS = 0.002
+SAMPLE_IMPL = "sample() + summarize() (as the CLI runs)"
+
+
+def _numpy_rate(name: str, n: int, sec: float, rep: int) -> float:
+    t = make_target(name)
+    x0 = t.sample(n, torch.Generator().manual_seed(0)).to(torch.float32).numpy()
+    grad_log_p = _numpy_grad_log_p(name)
+
+    def run_numpy(k: int) -> None:
+        xn, rng = x0.copy(), np.random.default_rng(0)
+        scale = np.float32(math.sqrt(2.0 * SAMPLE_EPS))
+        for _ in range(k):
+            xn += SAMPLE_EPS * grad_log_p(xn) + scale * rng.standard_normal(xn.shape,
+                                                                          dtype=np.float32)
+
+    return time_rate(run_numpy, n, sec, rep)[0]
+
+
+def _randn_rate(n: int, sec: float, rep: int) -> float:
+    out = torch.empty(n, 2)
+    gen = torch.Generator().manual_seed(0)
+
+    def draw(k: int) -> None:
+        for _ in range(k):
+            torch.randn(out.shape, generator=gen, out=out)
+
+    return time_rate(draw, n, sec, rep)[0]
+
+
+@register_bench("sample")
+def sample_bench(quick: bool) -> list[dict]:
+    """``sample()`` + ``summarize()`` end to end, as the CLI runs them, in chain-steps/s.
+
+    Beside each: the vectorised NumPy SGLD on the same target and chains (``vs_numpy``,
+    where a NumPy gradient is written) and the torch.randn ceiling (``vs_randn``: drawing
+    the noise alone, the most any SGLD can do here).
+    """
+    from ebmcore.exact.summary import summarize
+    from ebmcore.sampling.runner import SampleConfig, sample
+    from ebmcore.targets.registry import TARGETS
+
+    cfg = QUICK if quick else FULL
+    rep = 1 if quick else 3
+    d = SampleConfig()
+    cases = SAMPLE_CASES["quick" if quick else "full"]
+    defaults = [("gaussian", d.chains, d.steps)] if quick else [
+        (name, d.chains, d.steps) for name in TARGETS]
+    rows = []
+    for name, n, steps in cases + defaults:
+        eps = d.step_size if name == "gaussian" else SAMPLE_EPS
+        run_cfg = SampleConfig(chains=n, steps=steps, step_size=eps)
+
+        def end_to_end(run_cfg=run_cfg, name=name) -> None:
+            target = make_target(name)
+            summarize(sample(target, run_cfg), target)
+
+        times = []
+        for _ in range(rep):
+            t0 = time.perf_counter()
+            end_to_end()
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        row = _row("sample", SAMPLE_IMPL, name, n, n * steps / med, steps, med)
+        base = _numpy_rate(name, n, cfg["seconds"], cfg["repeats"]) if name in (
+            "gaussian", "banana", "mixture") else math.nan
+        row["numpy_rate"] = base
+        row["vs_numpy"] = row["rate"] / base
+        row["vs_randn"] = row["rate"] / _randn_rate(n, cfg["seconds"], cfg["repeats"])
+        rows.append(row)
     return rows
 
 

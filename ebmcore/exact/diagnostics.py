@@ -34,7 +34,8 @@ from torch import Tensor
 
 from ebmcore.energies import ValidationError
 
-__all__ = ["MIN_STEPS", "autocorrelation", "ess_bulk", "likelihood_curve", "split_rhat"]
+__all__ = ["MIN_STEPS", "autocorrelation", "ess_bulk", "likelihood_curve", "rhat_and_ess",
+           "split_rhat"]
 
 MIN_STEPS = 4  # below this, split chains hold < 2 draws and variances are undefined
 
@@ -111,7 +112,7 @@ def autocorrelation(x: object, max_lag: int | None = None) -> np.ndarray:
 def _normal_scores(v: np.ndarray) -> np.ndarray:
     """Rank-normalise a flat array: ``Phi^-1((r - 3/8) / (S + 1/4))``, ties get mean ranks."""
     s = v.size
-    order = np.argsort(v, kind="stable")
+    order = np.argsort(v)  # ties get mean ranks below, so the sort need not be stable
     sv = v[order]
     new = np.r_[True, sv[1:] != sv[:-1]]  # start of each run of equal values
     starts = np.flatnonzero(new)
@@ -153,10 +154,10 @@ def _degenerate(d: np.ndarray) -> bool:
     return bool(s.max() == s.min())
 
 
-def _rhat_one(d: np.ndarray) -> float:
+def _rhat_one(d: np.ndarray, z: np.ndarray | None = None) -> float:
     if _degenerate(d):
         return math.nan
-    bulk = _rhat(_rank_split(d))
+    bulk = _rhat(_rank_split(d) if z is None else z)
     with np.errstate(over="ignore"):  # |x - median| may overflow to inf: ranks still work
         folded = np.abs(d - np.median(d))
     s = _split(folded)
@@ -165,10 +166,10 @@ def _rhat_one(d: np.ndarray) -> float:
     return max(bulk, _rhat(_rank_split(folded)))
 
 
-def _ess_one(d: np.ndarray) -> float:
+def _ess_one(d: np.ndarray, z: np.ndarray | None = None) -> float:
     if _degenerate(d):
         return math.nan
-    z = _rank_split(d)
+    z = _rank_split(d) if z is None else z
     n, m = z.shape
     acov = _acov(z)  # (n, m)
     w = acov[0].mean() * n / (n - 1)  # mean within-chain variance (unbiased)
@@ -227,6 +228,19 @@ def ess_bulk(x: object) -> float | np.ndarray:
         ``T`` drops its middle draw.  ``nan`` on degenerate input.
     """
     return _per_dim(_ess_one, x)
+
+
+def rhat_and_ess(x: object) -> tuple[np.ndarray, np.ndarray]:
+    """``(split_rhat(x), ess_bulk(x))`` per dimension of ``(T, C, D)`` draws, ranking once.
+
+    Both start from the same rank-normalised split chains; sharing them halves the sorts.
+    """
+    rh, es = [], []
+    for d in np.moveaxis(_as_tcd(x), 2, 0):
+        z = None if _degenerate(d) else _rank_split(d)
+        rh.append(_rhat_one(d, z))
+        es.append(_ess_one(d, z))
+    return np.array(rh, dtype=np.float64), np.array(es, dtype=np.float64)
 
 
 def likelihood_curve(mean_energy: object, log_z: float) -> np.ndarray:

@@ -12,7 +12,8 @@ The loop consumes the generator exactly as ``sgld_step`` does (one
 both produce the same positions up to floating-point rounding.
 
 It never checks for divergence: callers run it in chunks and check between
-chunks (as :func:`ebmcore.sampling.runner.run` does at its recording points).
+chunks (as :func:`ebmcore.sampling.runner.run` does every few steps), while an
+``on_step`` hook copies out what they keep.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "banana_grad",
     "gaussian_grad",
     "inplace_grad",
+    "mixture_grad",
     "sgld_loop",
     "wrap_grad",
 ]
@@ -54,6 +56,7 @@ def sgld_loop(
     *,
     grad_buf: Tensor | None = None,
     paths_out: Tensor | None = None,
+    on_step: Callable[[int, Tensor], object] | None = None,
 ) -> Tensor:
     """Run ``n_steps`` of ``x <- x - eps grad E(x) + sqrt(2 eps T) xi`` in place.
 
@@ -69,6 +72,8 @@ def sgld_loop(
         paths_out: optional ``(K, n_steps, 2)`` buffer (any device/dtype, K <= N) that
             receives the first K chains' positions after every step, so a caller can keep
             full paths of a few chains while running long chunks.
+        on_step: optional ``f(i, x)`` called after step ``i`` (1-based) with the positions,
+            to copy what it keeps (recorded frames, thinned paths); it must not modify ``x``.
 
     Returns:
         ``x``, advanced.
@@ -96,6 +101,8 @@ def sgld_loop(
                 x.add_(noise, alpha=scale)
             if paths_out is not None:
                 paths_out[:, i] = x[: paths_out.shape[0]]
+            if on_step is not None:
+                on_step(i + 1, x)
     return x
 
 
@@ -175,9 +182,51 @@ def banana_grad(x_std: float, bend: float, y_std: float) -> InplaceGrad:
     return grad
 
 
+def mixture_grad(k: float, radius: float, std: float) -> InplaceGrad:
+    """In-place gradient of the ``mixture`` target: ``(x - sum_j w_j mu_j) / std^2``.
+
+    ``w`` is the softmax over components of ``-|x - mu_j|^2 / 2 std^2``, laid out
+    ``(k, N)`` so that every reduction runs along the long axis (a softmax over a
+    short last axis is ~10x slower on the CPU), shifted by the nearest centre's
+    distance so that the largest weight is exactly 1 and nothing underflows to 0/0.
+    """
+    k_int = int(k)
+    ang = torch.arange(k_int, dtype=torch.float64) * (2.0 * math.pi / k_int)
+    centres = torch.stack([radius * torch.cos(ang), radius * torch.sin(ang)])  # (2, k)
+    var = std * std
+    cache: dict[tuple, tuple[Tensor, list[Tensor]]] = {}
+
+    def grad(x: Tensor, out: Tensor) -> Tensor:
+        key = (x.shape[0], x.dtype, x.device)
+        if key not in cache:
+            cache.clear()
+            mu = centres.to(x.dtype).to(x.device)
+            n = x.shape[0]
+            bufs = [x.new_empty(k_int, n), x.new_empty(k_int, n), x.new_empty(2, n)]
+            cache[key] = (mu, bufs)
+        mu, (d2, t, m) = cache[key]
+        u, v = x[:, 0], x[:, 1]
+        torch.sub(u[None, :], mu[0][:, None], out=d2)
+        d2.square_()
+        torch.sub(v[None, :], mu[1][:, None], out=t)
+        d2.addcmul_(t, t)
+        torch.amin(d2, 0, out=m[0])
+        # Unnormalised weights, max 1; below e^-40 (4e-18 of the largest, invisible even in
+        # float64) they are clamped: exp of very negative numbers goes through slow denormals.
+        d2.sub_(m[0]).mul_(-0.5 / var).clamp_(min=-40.0).exp_()
+        torch.mm(mu, d2, out=m)  # (2, N): sum_j w_j mu_j, unnormalised
+        torch.sum(d2, 0, out=t[0])
+        m.div_(t[0])
+        torch.sub(x, m.T, out=out)
+        return out.mul_(1.0 / var)
+
+    return grad
+
+
 FAST_GRADS: dict[str, Callable[..., InplaceGrad]] = {
     "gaussian": gaussian_grad,
     "banana": banana_grad,
+    "mixture": mixture_grad,
 }
 """Target name -> builder of its in-place gradient from the target's ``params``."""
 

@@ -9,6 +9,12 @@ every ``thin`` steps (``thin`` chosen so at most ``max_points`` positions are
 stored), and full paths only for the first ``keep_paths`` chains.  A chain
 whose position becomes non-finite, or runs far outside the box, is frozen at
 its last recorded position and reported; nothing non-finite is recorded.
+
+SGLD on a target with a closed-form gradient runs fused: the in-place loop of
+:mod:`ebmcore.sampling.fast` advances all chains between checks (every
+:data:`CHECK_EVERY` steps at most) and writes recorded frames and paths as it
+goes; energies of recorded frames are evaluated in one batch per chunk.  It
+draws the same random numbers as the reference kernels (``fused=False``).
 """
 
 from __future__ import annotations
@@ -22,13 +28,16 @@ import torch
 from torch import Tensor
 
 from ebmcore.energies import Box, Target, ValidationError
-from ebmcore.sampling.fast import inplace_grad, sgld_loop
+from ebmcore.sampling.fast import InplaceGrad, inplace_grad, sgld_loop
 from ebmcore.sampling.kernels import SAMPLERS, SamplerState, init_state
 
 __all__ = ["MAX_CHAINS", "MAX_STEPS", "Progress", "SampleConfig", "Trace", "run", "sample"]
 
 MAX_CHAINS = 2_000_000  # more would not fit the memory budget of a laptop with margins
 MAX_STEPS = 1_000_000  # per run
+# Steps between divergence checks of the fused loop: a blow-up is reported within this many
+# steps of its first step, and a check (a few passes over N x 2) costs < 1/10 of the steps.
+CHECK_EVERY = 32
 INITS = ("uniform", "gaussian", "point")
 
 
@@ -53,6 +62,7 @@ class SampleConfig:
     keep_paths: int = 16  # chains whose full path is kept for drawing
     max_points: int = 2_000_000  # cap on stored positions (chains x recorded steps)
     report_every: int = 0  # steps between events; 0 = about 50 events per run
+    fused: bool = True  # False: the per-step reference kernels, same random numbers (checks)
 
     def validate(self) -> SampleConfig:
         """Return self, or raise ValidationError with a message for users."""
@@ -183,6 +193,7 @@ class _Recorder:
         self.first_bad: int | None = None
         self.frames = 0
         self.acc_sum, self.acc_count = 0.0, 0
+        self.n_live = cfg.chains  # live chains at the last check
         self.start = time.perf_counter()
 
     def check(self, state: SamplerState, step: int) -> SamplerState:
@@ -193,12 +204,67 @@ class _Recorder:
         if bool(newly.any()):
             self.first_bad = step if self.first_bad is None else self.first_bad
             self.alive &= ~newly
+            self.n_live = int(self.alive.sum())
             dead = ~self.alive
             state = SamplerState(torch.where(dead[:, None], self.frozen, state.x),
                                  state.energy.masked_fill(dead, 0.0),
                                  state.grad.masked_fill(dead[:, None], 0.0))
         self.frozen = state.x.clone()
         return state
+
+    def check_fused(self, target: Target, x: Tensor, step: int, f0: int) -> None:
+        """Freeze chains of ``x`` (in place) that left the finite world since the last check.
+
+        Frames ``f0:`` were written by the loop since then: the frozen chains' entries are
+        reset to their last checked position, and the frames' mean energies computed.
+        """
+        n_before = self.n_live
+        # One reduction decides the usual case; nan compares False, so it fails the test too.
+        if not bool(x.abs().amax() < self.far):
+            newly = ~(x.abs() < self.far).all(1) & self.alive
+            if bool(newly.any()):
+                self.first_bad = step if self.first_bad is None else self.first_bad
+                self.alive &= ~newly
+                self.n_live = int(self.alive.sum())
+        if self.n_live < self.alive.numel():
+            x.copy_(torch.where(self.alive[:, None], x, self.frozen))
+        self.frozen.copy_(x)
+        self.finish_frames(target, f0, None, n_before, step)
+
+    def finish_frames(self, target: Target, f0: int, energy_sums: Tensor | None,
+                      n_before: int, step: int) -> None:
+        """Frames ``f0:`` written since the last check: hold frozen chains, set mean energies.
+
+        ``energy_sums[f]`` (sums over the chains live at the previous check) are used when no
+        chain died in between; otherwise the frames' energies are evaluated in one batch.
+        """
+        f, n_live = self.frames, self.n_live
+        if n_live == 0:  # nothing live to record: the trace ends at the last check
+            self.frames = f0
+            return
+        if f == f0:
+            return
+        alive = self.alive.cpu()
+        if n_live < alive.numel():  # dead chains moved on from their frozen point: hold them
+            self.positions[f0:f, ~alive] = self.frozen.cpu()[~alive]
+        if energy_sums is not None and n_live == n_before:
+            self.mean_energy[f0:f] = (energy_sums[f0:f] / n_live).cpu()
+            return
+        frames = self.positions[f0:f, alive].to(self.frozen.device)
+        with torch.no_grad():
+            fe = target.energy(frames.reshape(-1, 2)).reshape(f - f0, -1)
+        bad = ~torch.isfinite(fe).all(0)  # finite positions, non-finite energy: freeze too
+        if bool(bad.any()):
+            lost = torch.nonzero(alive).flatten()[bad.cpu()]
+            self.alive[lost.to(self.alive.device)] = False
+            self.n_live = int(self.alive.sum())
+            self.first_bad = step if self.first_bad is None else min(self.first_bad, step)
+            if self.n_live == 0:
+                self.frames = f0
+                return
+            self.positions[f0:f, lost] = self.frozen.cpu()[lost]
+            fe = fe[:, ~bad]
+        self.mean_energy[f0:f] = fe.double().mean(1).cpu()
 
     def record(self, state: SamplerState, step: int) -> None:
         f = self.frames
@@ -241,9 +307,9 @@ def _stops(total: int, *periods: int) -> list[int]:
 def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Iterator[Progress]:
     """Run ``config.chains`` chains on ``target``, yielding progress events.
 
-    SGLD on a target with a closed-form gradient runs the in-place loop of
-    :mod:`ebmcore.sampling.fast` between recording points; it draws the same random
-    numbers as :func:`ebmcore.sampling.kernels.sgld_step`, so results agree to rounding.
+    SGLD on a target with a closed-form gradient runs fused (see the module docstring); it
+    draws the same random numbers as :func:`ebmcore.sampling.kernels.sgld_step`, so results
+    agree to rounding, and divergence is reported within :data:`CHECK_EVERY` steps.
 
     Args:
         target: the energy (and its box, used for the initial points and to
@@ -262,37 +328,102 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Itera
     if cfg.sampler == "hmc":
         kw["n_leapfrog"] = cfg.n_leapfrog
     kernel = SAMPLERS[cfg.sampler]
-    fast = inplace_grad(target) if cfg.sampler == "sgld" else None
+    fast = inplace_grad(target) if cfg.sampler == "sgld" and cfg.fused else None
     rec = _Recorder(cfg, x, _far_limit(target.box))
     every = cfg.report_every or max(1, cfg.steps // 50)
     state = rec.check(init_state(target.energy, x, target.grad), 0)
     rec.record(state, 0)
     rec.paths[:, 0] = state.x[: rec.k]
+    if fast is not None:
+        yield from _run_fused(target, cfg, rec, state.x, fast, gen, temperature, every)
+        return
+    if cfg.fused:
+        yield from _run_chunked(target, cfg, rec, state, kernel, kw, gen, every)
+        return
     per_step_paths = rec.path_thin == 1
     step = 0
     for stop in _stops(cfg.steps, rec.thin, every, rec.path_thin):
-        n = stop - step
-        if fast is not None:
-            out = rec.paths[:, step + 1 : stop + 1] if per_step_paths else None
-            xb = state.x
-            sgld_loop(xb, fast, n, cfg.step_size, temperature, gen, paths_out=out)
-            state = init_state(target.energy, xb, target.grad)
-        else:
-            for i in range(step + 1, stop + 1):
-                state, info = kernel(target.energy, state, gen, **kw)
-                if info.accept_prob is not None and i > cfg.burn_in:
-                    rec.accept(info.accept_prob)
-                if per_step_paths:
-                    rec.paths[:, i] = state.x[: rec.k]
+        for i in range(step + 1, stop + 1):
+            state, info = kernel(target.energy, state, gen, **kw)
+            if info.accept_prob is not None and i > cfg.burn_in:
+                rec.accept(info.accept_prob)
+            if per_step_paths:
+                rec.paths[:, i] = state.x[: rec.k]
         step = stop
         state = rec.check(state, step)
-        if not rec.alive.any():  # every chain diverged: nothing left to run
+        if rec.n_live == 0:  # every chain diverged: nothing left to run
             yield Progress(step, cfg.steps, rec.trace(step))
             return
         if step % rec.thin == 0:
             rec.record(state, step)
         if not per_step_paths and step % rec.path_thin == 0:
             rec.paths[:, step // rec.path_thin] = state.x[: rec.k]
+        if step % every == 0 or step == cfg.steps:
+            yield Progress(step, cfg.steps, rec.trace(step))
+
+
+def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, x: Tensor, fast: InplaceGrad,
+               gen: torch.Generator, temperature: float, every: int) -> Iterator[Progress]:
+    """SGLD in place between checks; the loop writes frames and paths through ``on_step``."""
+    thin, path_thin, k = rec.thin, rec.path_thin, rec.k
+    rec.frame_steps.copy_(torch.arange(rec.frame_steps.numel()) * thin)
+    noise, grad = torch.empty_like(x), torch.empty_like(x)
+    step = 0
+
+    def keep(i: int, xs: Tensor) -> None:
+        s = step + i
+        if s % thin == 0:
+            rec.positions[rec.frames].copy_(xs)
+            rec.frames += 1
+        if s % path_thin == 0:
+            rec.paths[:, s // path_thin].copy_(xs[:k])
+
+    for stop in _stops(cfg.steps, every, CHECK_EVERY):
+        f0 = rec.frames
+        sgld_loop(x, fast, stop - step, cfg.step_size, temperature, gen, noise,
+                  grad_buf=grad, on_step=keep)
+        step = stop
+        rec.check_fused(target, x, step, f0)
+        if rec.n_live == 0:  # every chain diverged: nothing left to run
+            yield Progress(step, cfg.steps, rec.trace(step))
+            return
+        if step % every == 0 or step == cfg.steps:
+            yield Progress(step, cfg.steps, rec.trace(step))
+
+
+def _run_chunked(target: Target, cfg: SampleConfig, rec: _Recorder, state: SamplerState,
+                 kernel, kw: dict, gen: torch.Generator, every: int) -> Iterator[Progress]:
+    """The pure kernels, checked every few steps; frames, paths and acceptance kept on the fly.
+
+    Nothing is synchronised per step: energy sums and acceptance accumulate as tensors.
+    """
+    thin, path_thin, k = rec.thin, rec.path_thin, rec.k
+    rec.frame_steps.copy_(torch.arange(rec.frame_steps.numel()) * thin)
+    f64 = {"dtype": torch.float64, "device": state.x.device}
+    esum = torch.zeros(rec.mean_energy.numel(), **f64)
+    acc_sum, acc_n = torch.zeros((), **f64), torch.zeros((), **f64)
+    step = 0
+    for stop in _stops(cfg.steps, every, CHECK_EVERY):
+        f0, n_before = rec.frames, rec.n_live
+        live = rec.alive.clone()
+        for i in range(step + 1, stop + 1):
+            state, info = kernel(target.energy, state, gen, **kw)
+            if info.accept_prob is not None and i > cfg.burn_in:
+                acc_sum += info.accept_prob.masked_fill(~live, 0.0).sum()
+                acc_n += n_before
+            if i % thin == 0:
+                rec.positions[rec.frames].copy_(state.x)
+                esum[rec.frames] = state.energy.masked_fill(~live, 0.0).sum()
+                rec.frames += 1
+            if i % path_thin == 0:
+                rec.paths[:, i // path_thin].copy_(state.x[:k])
+        step = stop
+        state = rec.check(state, step)
+        rec.finish_frames(target, f0, esum, n_before, step)
+        rec.acc_sum, rec.acc_count = float(acc_sum), int(acc_n)
+        if rec.n_live == 0:  # every chain diverged: nothing left to run
+            yield Progress(step, cfg.steps, rec.trace(step))
+            return
         if step % every == 0 or step == cfg.steps:
             yield Progress(step, cfg.steps, rec.trace(step))
 

@@ -103,13 +103,13 @@ _SPECS = [
         build_rings, has_sampler=True, has_grad=True,
     ),
     TargetSpec("u1", "Rezende & Mohamed U1: ring with two lobes", {}, build_u1,
-               has_sampler=True),
+               has_sampler=True, has_grad=True),
     TargetSpec("u2", "Rezende & Mohamed U2: sine band", {"wall": _WALL}, build_u2,
-               has_sampler=True),
+               has_sampler=True, has_grad=True),
     TargetSpec("u3", "Rezende & Mohamed U3: sine split by a bump", {"wall": _WALL}, build_u3,
-               has_sampler=True),
+               has_sampler=True, has_grad=True),
     TargetSpec("u4", "Rezende & Mohamed U4: sine split by a step", {"wall": _WALL}, build_u4,
-               has_sampler=True),
+               has_sampler=True, has_grad=True),
 ]
 
 TARGETS: dict[str, TargetSpec] = {s.name: s for s in _SPECS}

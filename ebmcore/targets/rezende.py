@@ -50,8 +50,27 @@ def _w3(x, xp):
     return 3.0 * (torch.sigmoid(z) if xp is torch else 0.5 * (1.0 + np.tanh(z / 2)))
 
 
-def _strip(name: str, comps: list[tuple[Shift, float]], wall: float) -> Target:
-    """U(x, y) = -log sum_c exp(-(y - m_c(x))² / 2τ_c²) + wall(x), for comps ``[(m_c, τ_c)]``."""
+# Derivatives of the shifts (torch only): the closed-form gradients use them.
+def _dw1(x: Tensor) -> Tensor:
+    return 0.5 * math.pi * torch.cos(0.5 * math.pi * x)
+
+
+def _dw2(x: Tensor) -> Tensor:
+    return _w2(x, torch) * (-(x - 1.0) / 0.36)
+
+
+def _dw3(x: Tensor) -> Tensor:
+    s = torch.sigmoid((x - 1.0) / 0.3)
+    return (3.0 / 0.3) * s * (1.0 - s)
+
+
+def _strip(name: str, comps: list[tuple[Shift, float]], wall: float,
+           slopes: list[Callable[[Tensor], Tensor]]) -> Target:
+    """U(x, y) = -log sum_c exp(-(y - m_c(x))² / 2τ_c²) + wall(x), for comps ``[(m_c, τ_c)]``.
+
+    ``slopes[c]`` is ``m_c'``: with ``r_c = (y - m_c) / τ_c`` and softmax weights ``w_c`` of
+    the logits, ``dU/dy = Σ w_c r_c / τ_c`` and ``dU/dx = wall'(x) - Σ w_c r_c m_c' / τ_c``.
+    """
     taus = [t for _, t in comps]
     tail_mass = wall * SQRT_2PI  # ∫ of e^{-(|x|-4)²/2w²} over |x| > 4
     z_x = 2.0 * STRIP + tail_mass  # ∫ of the x marginal's kernel
@@ -61,6 +80,16 @@ def _strip(name: str, comps: list[tuple[Shift, float]], wall: float) -> Target:
         logits = torch.stack([-0.5 * ((v - m(u, torch)) / t) ** 2 for m, t in comps], dim=-1)
         out = (u.abs() - STRIP).clamp(min=0.0) / wall
         return 0.5 * out * out - torch.logsumexp(logits, dim=-1)
+
+    def grad(x: Tensor) -> Tensor:
+        u, v = x[..., 0], x[..., 1]
+        r = torch.stack([(v - m(u, torch)) / t for m, t in comps], dim=-1)  # (N, C)
+        w = torch.softmax(-0.5 * r * r, dim=-1)
+        inv_tau = torch.tensor([1.0 / t for t in taus], dtype=x.dtype, device=x.device)
+        wr = w * r * inv_tau
+        slope = torch.stack([d(u) for d in slopes], dim=-1)
+        wall_du = (u.abs() - STRIP).clamp(min=0.0) * torch.sign(u) / (wall * wall)
+        return pair(wall_du - (wr * slope).sum(-1), wr.sum(-1))
 
     def sampler(n: int, g: torch.Generator) -> Tensor:
         in_tail = rand(n, g) * z_x < tail_mass
@@ -91,22 +120,24 @@ def _strip(name: str, comps: list[tuple[Shift, float]], wall: float) -> Target:
     half = STRIP + TAIL * wall
     box = (-half, half, min(lo, -STRIP), max(hi, STRIP))
     log_z = math.log(sum(taus) * SQRT_2PI * z_x)
-    return Target(name, energy, box, {"wall": wall}, None, sampler, mu, cov, log_z)
+    return Target(name, energy, box, {"wall": wall}, grad, sampler, mu, cov, log_z)
 
 
 def build_u2(wall: float) -> Target:
     """U2: y = sin(πx/2) + 0.4 N(0, 1) over a (soft-walled) uniform x."""
-    return _strip("u2", [(_w1, 0.4)], wall)
+    return _strip("u2", [(_w1, 0.4)], wall, [_dw1])
 
 
 def build_u3(wall: float) -> Target:
     """U3: the sine of U2 split by a Gaussian bump near x = 1."""
-    return _strip("u3", [(_w1, 0.35), (lambda x, xp: _w1(x, xp) - _w2(x, xp), 0.35)], wall)
+    return _strip("u3", [(_w1, 0.35), (lambda x, xp: _w1(x, xp) - _w2(x, xp), 0.35)], wall,
+                  [_dw1, lambda x: _dw1(x) - _dw2(x)])
 
 
 def build_u4(wall: float) -> Target:
     """U4: the sine of U2 split by a sigmoid step at x = 1."""
-    return _strip("u4", [(_w1, 0.4), (lambda x, xp: _w1(x, xp) - _w3(x, xp), 0.35)], wall)
+    return _strip("u4", [(_w1, 0.4), (lambda x, xp: _w1(x, xp) - _w3(x, xp), 0.35)], wall,
+                  [_dw1, lambda x: _dw1(x) - _dw3(x)])
 
 
 def build_u1() -> Target:
@@ -120,6 +151,15 @@ def build_u1() -> Target:
         u = x[..., 0]
         lg = torch.stack((-0.5 * ((u - 2.0) / 0.6) ** 2, -0.5 * ((u + 2.0) / 0.6) ** 2), dim=-1)
         return 0.5 * ((safe_norm(x) - 2.0) / 0.4) ** 2 - torch.logsumexp(lg, dim=-1)
+
+    def grad(x: Tensor) -> Tensor:
+        # Ring: x (ρ - 2) / (0.16 ρ); lobes: d/du of -logsumexp is (u - Σ w_j c_j) / 0.36.
+        u = x[..., 0]
+        rho = safe_norm(x)
+        w_right = torch.sigmoid(4.0 * u / 0.36)  # softmax of the lobe logits (centres ±2)
+        lobe = (u - 2.0 * (2.0 * w_right - 1.0)) / 0.36
+        ring = x * ((rho - 2.0) / (0.16 * rho))[..., None]
+        return pair(ring[..., 0] + lobe, ring[..., 1])
 
     ring = ring_sampler((2.0,), 0.4)
 
@@ -144,5 +184,5 @@ def build_u1() -> Target:
     # The density is <= lobe_max times the ring's, whose mass beyond r = 2 + 7 (0.4) is a fraction
     # <= e^{-49/2} = 2.3e-11 of the ring (see ring_box), i.e. < 1e-10 of U1's mass.
     half = 2.0 + 7.0 * 0.4
-    return Target("u1", energy, (-half, half, -half, half), {}, None, sampler, mu, cov,
+    return Target("u1", energy, (-half, half, -half, half), {}, grad, sampler, mu, cov,
                   math.log(z))
