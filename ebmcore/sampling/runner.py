@@ -13,6 +13,7 @@ its last recorded position and reported; nothing non-finite is recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -22,8 +23,10 @@ import torch
 from torch import Tensor
 
 from ebmcore.energies import Box, Target, ValidationError
+from ebmcore.sampling.annealed import MAX_LEVELS, annealed_init, annealing
 from ebmcore.sampling.fast import inplace_grad, sgld_loop
 from ebmcore.sampling.kernels import SAMPLERS, SamplerState, init_state
+from ebmcore.sampling.underdamped import underdamped_init, underdamped_loop
 
 __all__ = ["MAX_CHAINS", "MAX_STEPS", "Progress", "SampleConfig", "Trace", "run", "sample"]
 
@@ -36,13 +39,16 @@ INITS = ("uniform", "gaussian", "point")
 class SampleConfig:
     """Everything that defines a sampling run (with ``seed``, it is reproducible)."""
 
-    sampler: str = "sgld"  # key of SAMPLERS: sgld, mala, hmc
+    sampler: str = "sgld"  # key of SAMPLERS: sgld, mala, hmc, underdamped, annealed
     step_size: float = 0.3  # eps; for HMC the leapfrog step
     steps: int = 1000  # transitions per chain
     chains: int = 500  # independent chains, vectorised
     noise: bool = True  # False: SGLD without noise = gradient descent to a mode (MAP)
     temperature: float = 1.0  # T > 0 samples p^(1/T)
     n_leapfrog: int = 10  # HMC only
+    friction: float = 1.0  # underdamped only: gamma; large gamma is overdamped Langevin
+    levels: int = 5  # annealed only: noise levels, the last one the target itself
+    sigma_max: float = 2.0  # annealed only: widest smoothing; each next level halves it
     burn_in: int = 0  # steps excluded from statistics (still drawn)
     seed: int = 0  # seeds the one torch.Generator used for everything
     dtype: str = "float32"  # float32 or float64
@@ -58,7 +64,7 @@ class SampleConfig:
         """Return self, or raise ValidationError with a message for users."""
         if self.sampler not in SAMPLERS:
             raise ValidationError(f"unknown sampler {self.sampler!r}; choose {', '.join(SAMPLERS)}")
-        for name in ("step_size", "temperature", "init_std"):
+        for name in ("step_size", "temperature", "init_std", "friction", "sigma_max"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 label = name.replace("_", " ")
@@ -71,6 +77,8 @@ class SampleConfig:
             raise ValidationError(f"burn-in must be in [0, steps), got {self.burn_in}")
         if not 1 <= self.n_leapfrog <= 1000:
             raise ValidationError(f"leapfrog steps must be in [1, 1000], got {self.n_leapfrog}")
+        if not 1 <= self.levels <= MAX_LEVELS:
+            raise ValidationError(f"levels must be in [1, {MAX_LEVELS}], got {self.levels}")
         if not self.noise and self.sampler != "sgld":
             raise ValidationError("noise off (gradient descent to a mode) applies to SGLD only")
         if self.dtype not in ("float32", "float64"):
@@ -194,9 +202,10 @@ class _Recorder:
             self.first_bad = step if self.first_bad is None else self.first_bad
             self.alive &= ~newly
             dead = ~self.alive
-            state = SamplerState(torch.where(dead[:, None], self.frozen, state.x),
-                                 state.energy.masked_fill(dead, 0.0),
-                                 state.grad.masked_fill(dead[:, None], 0.0))
+            state = dataclasses.replace(  # keeps extra fields (velocities, level)
+                state, x=torch.where(dead[:, None], self.frozen, state.x),
+                energy=state.energy.masked_fill(dead, 0.0),
+                grad=state.grad.masked_fill(dead[:, None], 0.0))
         self.frozen = state.x.clone()
         return state
 
@@ -262,17 +271,32 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Itera
     if cfg.sampler == "hmc":
         kw["n_leapfrog"] = cfg.n_leapfrog
     kernel = SAMPLERS[cfg.sampler]
-    fast = inplace_grad(target) if cfg.sampler == "sgld" else None
+    fast = inplace_grad(target) if cfg.sampler in ("sgld", "underdamped") else None
     rec = _Recorder(cfg, x, _far_limit(target.box))
     every = cfg.report_every or max(1, cfg.steps // 50)
-    state = rec.check(init_state(target.energy, x, target.grad), 0)
+    if cfg.sampler == "underdamped":
+        kw["friction"] = cfg.friction
+        state = underdamped_init(target.energy, x, gen, temperature=temperature,
+                                 grad=target.grad)
+    elif cfg.sampler == "annealed":
+        kw["schedule"] = annealing(target, cfg.levels, cfg.sigma_max, cfg.steps)
+        state = annealed_init(target.energy, x, kw["schedule"], target.grad)
+    else:
+        state = init_state(target.energy, x, target.grad)
+    state = rec.check(state, 0)
     rec.record(state, 0)
     rec.paths[:, 0] = state.x[: rec.k]
     per_step_paths = rec.path_thin == 1
     step = 0
     for stop in _stops(cfg.steps, rec.thin, every, rec.path_thin):
         n = stop - step
-        if fast is not None:
+        if fast is not None and cfg.sampler == "underdamped":
+            out = rec.paths[:, step + 1 : stop + 1] if per_step_paths else None
+            underdamped_loop(state.x, state.v, state.grad, fast, n, cfg.step_size,
+                             cfg.friction, temperature, gen, paths_out=out)
+            with torch.no_grad():
+                state = dataclasses.replace(state, energy=target.energy(state.x))
+        elif fast is not None:
             out = rec.paths[:, step + 1 : stop + 1] if per_step_paths else None
             xb = state.x
             sgld_loop(xb, fast, n, cfg.step_size, temperature, gen, paths_out=out)
