@@ -11,8 +11,10 @@ The gradient comes from the same sums through Tweedie's formula,
 ``grad log p_sigma(x) = (m(x) - x) / sigma^2`` with ``m(x) = E[x0 | x0 + sigma xi = x]``,
 the posterior mean of the clean point.  Between grid nodes ``log p_sigma`` and ``m`` are
 interpolated bilinearly (independently: both are O(h^2) accurate, and the dynamics use only
-the gradient).  Outside the evaluation grid ``m`` is held at its border value, so the
-gradient stays exact in form and confining, and the energy is continued consistently with it.
+the gradient).  Outside the evaluation grid (``PAD`` sigma beyond the density's box, where
+``p_sigma`` is negligible) ``m`` is held at its border value: the gradient keeps Tweedie's
+form and pulls chains back, and the energy is continued so that its outward derivative is
+the gradient's outward component.
 """
 
 from __future__ import annotations
