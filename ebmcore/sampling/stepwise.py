@@ -39,7 +39,12 @@ class _Watch:
 
 
 def _plain(t: Tensor) -> list:
-    return [_plain(e) for e in t] if t.ndim else (float(t) if math.isfinite(float(t)) else None)
+    """Nested lists of floats, non-finite values as None (JSON has no NaN)."""
+
+    def clean(o):
+        return [clean(e) for e in o] if isinstance(o, list) else (o if math.isfinite(o) else None)
+
+    return clean(t.detach().cpu().double().tolist())
 
 
 def steps(target: Target, sampler: str, x0: Tensor, n_steps: int, *, step_size: float,
