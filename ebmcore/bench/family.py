@@ -26,7 +26,7 @@ from ebmcore.targets.registry import make_target
 __all__ = ["family_bench"]
 
 TARGETS = {"gaussian": 0.3, "mixture": 0.01}  # name -> a stable step size
-FULL = {"sizes": (1_000, 100_000), "seconds": 0.3, "repeats": 3, "run_steps": 500}
+FULL = {"sizes": (1_000, 10_000), "seconds": 0.3, "repeats": 3, "run_steps": 200}
 QUICK = {"sizes": (200,), "seconds": 0.005, "repeats": 2, "run_steps": 20}
 
 

@@ -81,6 +81,14 @@ def _log_kernel(d: Tensor, sigma: float) -> Tensor:
     return -0.5 * (d / sigma) ** 2 - 0.5 * math.log(2.0 * math.pi * sigma * sigma)
 
 
+def _lse_weights(s: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """``logsumexp`` over ``dim`` and the normalised weights, from one ``exp`` (in place)."""
+    top = s.amax(dim, keepdim=True).nan_to_num(0.0, neginf=0.0)
+    w = s.sub_(top).exp_()
+    z = w.sum(dim, keepdim=True)
+    return (z.log() + top).squeeze(dim), w.div_(z)
+
+
 def smooth(gd: GridDensity, sigma: float, nodes: int | None = None) -> SmoothedGrid:
     """Tabulate ``p * N(0, sigma^2 I)`` for the density ``gd``.
 
@@ -107,16 +115,15 @@ def smooth(gd: GridDensity, sigma: float, nodes: int | None = None) -> SmoothedG
     m1 = torch.empty(gd.n, nodes, dtype=torch.float64)
     for a in range(0, nodes, _CHUNK):
         s = lw[:, :, None] + _log_kernel(ex[None, a:a + _CHUNK] - gd.xs[:, None], sigma)[None]
-        l1[:, a:a + _CHUNK] = torch.logsumexp(s, 1)
-        m1[:, a:a + _CHUNK] = (torch.softmax(s, 1) * gd.xs[None, :, None]).sum(1)
+        l1[:, a:a + _CHUNK], w = _lse_weights(s, 1)
+        m1[:, a:a + _CHUNK] = torch.einsum("jia,i->ja", w, gd.xs)
     m1 = m1.nan_to_num(0.0)  # rows without mass: NaN means, weighted by 0 below
     # Along y: for every evaluation ordinate b.
     logp = torch.empty(nodes, nodes, dtype=torch.float64)
     den = torch.empty(nodes, nodes, 2, dtype=torch.float64)
     for b in range(0, nodes, _CHUNK):
         s = l1[None] + _log_kernel(ey[b:b + _CHUNK, None] - gd.ys[None, :], sigma)[:, :, None]
-        logp[b:b + _CHUNK] = torch.logsumexp(s, 1)
-        w = torch.softmax(s, 1)  # (B, n, m) posterior weights of the clean rows
-        den[b:b + _CHUNK, :, 0] = (w * m1[None]).sum(1)
-        den[b:b + _CHUNK, :, 1] = (w * gd.ys[None, :, None]).sum(1)
+        logp[b:b + _CHUNK], w = _lse_weights(s, 1)  # w: posterior weights of the clean rows
+        den[b:b + _CHUNK, :, 0] = torch.einsum("bja,ja->ba", w, m1)
+        den[b:b + _CHUNK, :, 1] = torch.einsum("bja,j->ba", w, gd.ys)
     return SmoothedGrid(float(sigma), box, ex, ey, logp, den)

@@ -10,7 +10,9 @@ plain Langevin never forgets.
 
 Each smoothed level has curvature at most ``1 / sigma^2`` (``-grad^2 log p_sigma =
 I / sigma^2 - Cov(x0 | x) / sigma^4``), so there the step is ``max(eps, sigma^2 / 4)``:
-stable, and much faster to mix than ``eps``; the final level runs at ``eps``.
+stable, and much faster to mix than ``eps``; the final level runs at ``eps``.  At a
+temperature ``T != 1`` the smoothed levels are ``p_sigma^(1/T)``: still a ladder that ends on
+the target ``p^(1/T)``.
 
 References:
     Y. Song and S. Ermon, "Generative modeling by estimating gradients of the data
@@ -26,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ebmcore.energies import Energy, Target, ValidationError, energy_and_grad
-from ebmcore.exact.density import quadrature
+from ebmcore.exact.density import MAX_GRID, quadrature
 from ebmcore.exact.smoothing import SmoothedGrid, smooth
 from ebmcore.sampling.kernels import SAMPLERS, GradFn, SamplerState, StepInfo, sgld_step
 
@@ -80,7 +82,14 @@ def annealing(target: Target, levels: int, sigma_max: float, steps: int) -> Anne
                               f"steps, got {steps}")
     grids: tuple[SmoothedGrid, ...] = ()
     if len(sigmas) > 1:
-        gd = quadrature(target.energy, target.box, QUAD_GRID)
+        # The midpoint rule resolves the narrowest kernel with cells of at most sigma / 2.
+        x0, x1, y0, y1 = target.box
+        n = max(QUAD_GRID, 2 * math.ceil(max(x1 - x0, y1 - y0) / sigmas[-2]))
+        if n > MAX_GRID:
+            raise ValidationError(f"the narrowest smoothing {sigmas[-2]:g} needs a grid of {n} "
+                                  f"cells per side (at most {MAX_GRID}): use fewer levels or a "
+                                  "larger sigma max")
+        gd = quadrature(target.energy, target.box, n)
         grids = tuple(smooth(gd, s) for s in sigmas[:-1])
     return Annealing(sigmas, grids, steps)
 
