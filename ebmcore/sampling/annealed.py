@@ -22,6 +22,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -31,12 +32,15 @@ from ebmcore.energies import Energy, Target, ValidationError, energy_and_grad
 from ebmcore.exact.density import MAX_GRID, quadrature
 from ebmcore.exact.smoothing import SmoothedGrid, smooth
 from ebmcore.sampling.kernels import SAMPLERS, GradFn, SamplerState, StepInfo, sgld_step
+from ebmcore.targets.registry import TARGETS
 
 __all__ = ["MAX_LEVELS", "AnnealedState", "Annealing", "annealed_init", "annealed_step",
            "annealing", "noise_levels"]
 
 MAX_LEVELS = 12  # sigma_max / 2^10 is below any grid's resolution
-QUAD_GRID = 256  # cells per side of the exact density that is smoothed
+QUAD_GRID = 256  # cells per side of the exact density that is smoothed (at least)
+_KEEP = 4  # smoothed ladders of registry targets kept in memory (a few MB each)
+_LADDERS: OrderedDict = OrderedDict()  # (name, params, box, sigmas) -> grids, oldest first
 
 
 def noise_levels(levels: int, sigma_max: float) -> tuple[float, ...]:
@@ -75,23 +79,42 @@ class Annealing:
 
 
 def annealing(target: Target, levels: int, sigma_max: float, steps: int) -> Annealing:
-    """Build the schedule for a run of ``steps`` on ``target`` (quadrature, then smoothing)."""
+    """Build the schedule for a run of ``steps`` on ``target`` (quadrature, then smoothing).
+
+    The smoothed grids of registry targets are kept for the last few ladders asked for
+    (same name, parameters, levels and sigma max), so a page that reruns costs one build.
+    """
     sigmas = noise_levels(levels, sigma_max)
     if steps < len(sigmas):
         raise ValidationError(f"annealing over {len(sigmas)} levels needs at least that many "
                               f"steps, got {steps}")
-    grids: tuple[SmoothedGrid, ...] = ()
-    if len(sigmas) > 1:
-        # The midpoint rule resolves the narrowest kernel with cells of at most sigma / 2.
-        x0, x1, y0, y1 = target.box
-        n = max(QUAD_GRID, 2 * math.ceil(max(x1 - x0, y1 - y0) / sigmas[-2]))
-        if n > MAX_GRID:
-            raise ValidationError(f"the narrowest smoothing {sigmas[-2]:g} needs a grid of {n} "
-                                  f"cells per side (at most {MAX_GRID}): use fewer levels or a "
-                                  "larger sigma max")
-        gd = quadrature(target.energy, target.box, n)
-        grids = tuple(smooth(gd, s) for s in sigmas[:-1])
+    key = None
+    if target.name in TARGETS:
+        key = (target.name, tuple(sorted(target.params.items())), target.box, sigmas)
+    grids = _LADDERS.get(key) if key is not None else None
+    if grids is None:
+        grids = _ladder(target, sigmas)
+        if key is not None:
+            _LADDERS[key] = grids
+            while len(_LADDERS) > _KEEP:
+                _LADDERS.popitem(last=False)
+    elif key is not None:
+        _LADDERS.move_to_end(key)
     return Annealing(sigmas, grids, steps)
+
+
+def _ladder(target: Target, sigmas: tuple[float, ...]) -> tuple[SmoothedGrid, ...]:
+    if len(sigmas) == 1:
+        return ()
+    # The midpoint rule resolves the narrowest kernel with cells of at most sigma / 2.
+    x0, x1, y0, y1 = target.box
+    n = max(QUAD_GRID, 2 * math.ceil(max(x1 - x0, y1 - y0) / sigmas[-2]))
+    if n > MAX_GRID:
+        raise ValidationError(f"the narrowest smoothing {sigmas[-2]:g} needs a grid of {n} "
+                              f"cells per side (at most {MAX_GRID}): use fewer levels or a "
+                              "larger sigma max")
+    gd = quadrature(target.energy, target.box, n)
+    return tuple(smooth(gd, s) for s in sigmas[:-1])
 
 
 @dataclass(frozen=True)
