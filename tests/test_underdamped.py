@@ -165,3 +165,14 @@ def test_bad_friction_is_a_validation_error(gauss):
             SampleConfig(sampler="underdamped", friction=bad).validate()
     with pytest.raises(ValidationError, match="stability"):
         baoab_stationary_cov(SIGMA, 2.0)
+
+
+def test_cli_underdamped_and_bad_friction(capsys):
+    from ebmcore.cli.main import main
+
+    assert main(["sample", "--sampler", "underdamped", "--friction", "2", "--chains", "50",
+                 "--steps", "30", "--json"]) == 0
+    assert '"friction": 2.0' in capsys.readouterr().out
+    assert main(["sample", "--sampler", "underdamped", "--friction", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "friction" in err and err.count("\n") == 1
