@@ -37,7 +37,8 @@ def add_parser(sub, epilog: str = "") -> None:
     """Register ``sample`` on the subparsers ``sub``."""
     p = sub.add_parser(
         "sample", help="run many chains on a target and compare with the exact answers",
-        description="Run N vectorised chains of SGLD, MALA or HMC on a 2D target and print the "
+        description="Run N vectorised chains of SGLD, MALA, HMC, underdamped (BAOAB) or annealed "
+        "Langevin on a 2D target and print the "
         "sample statistics beside the exact ones (log Z, mean and covariance by quadrature, "
         "the exact SGLD-biased covariance on Gaussians, histogram discrepancy, ESS, R-hat).",
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,6 +66,12 @@ def add_parser(sub, epilog: str = "") -> None:
                    help="T > 0 samples p^(1/T) (statistics still compare with p)")
     p.add_argument("--leapfrog", type=int, default=d.n_leapfrog, metavar="L",
                    help="HMC leapfrog steps")
+    p.add_argument("--friction", type=finite_float, default=d.friction, metavar="G",
+                   help="underdamped friction gamma (large: overdamped Langevin)")
+    p.add_argument("--levels", type=int, default=d.levels, metavar="L",
+                   help="annealed noise levels (halving from --sigma-max, the last the target)")
+    p.add_argument("--sigma-max", type=finite_float, default=d.sigma_max, metavar="S",
+                   help="annealed widest Gaussian smoothing")
     p.add_argument("--burn-in", type=int, default=d.burn_in, metavar="B",
                    help="steps left out of ESS, R-hat and acceptance")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the one random stream")
@@ -157,7 +164,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     cfg = SampleConfig(
         sampler=args.sampler, **{k: d[k] if v is None else v for k, v in given.items()},
         noise=not args.no_noise and bool(d["noise"]), temperature=args.temperature,
-        n_leapfrog=args.leapfrog, burn_in=args.burn_in, seed=args.seed, dtype=args.dtype,
+        n_leapfrog=args.leapfrog, friction=args.friction, levels=args.levels,
+        sigma_max=args.sigma_max, burn_in=args.burn_in, seed=args.seed, dtype=args.dtype,
         device=args.device, init=args.init, init_point=args.init_point,
         init_std=args.init_std).validate()
     last, stopped = _run(target, cfg, args)

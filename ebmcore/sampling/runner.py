@@ -19,6 +19,7 @@ draws the same random numbers as the reference kernels (``fused=False``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -28,8 +29,10 @@ import torch
 from torch import Tensor
 
 from ebmcore.energies import Box, Target, ValidationError
+from ebmcore.sampling.annealed import MAX_LEVELS, annealed_init, annealing
 from ebmcore.sampling.fast import InplaceGrad, inplace_grad, sgld_loop
 from ebmcore.sampling.kernels import SAMPLERS, SamplerState, init_state
+from ebmcore.sampling.underdamped import underdamped_init
 
 __all__ = ["MAX_CHAINS", "MAX_STEPS", "Progress", "SampleConfig", "Trace", "run", "sample"]
 
@@ -45,13 +48,16 @@ INITS = ("uniform", "gaussian", "point")
 class SampleConfig:
     """Everything that defines a sampling run (with ``seed``, it is reproducible)."""
 
-    sampler: str = "sgld"  # key of SAMPLERS: sgld, mala, hmc
+    sampler: str = "sgld"  # key of SAMPLERS: sgld, mala, hmc, underdamped, annealed
     step_size: float = 0.3  # eps; for HMC the leapfrog step
     steps: int = 1000  # transitions per chain
     chains: int = 500  # independent chains, vectorised
     noise: bool = True  # False: SGLD without noise = gradient descent to a mode (MAP)
     temperature: float = 1.0  # T > 0 samples p^(1/T)
     n_leapfrog: int = 10  # HMC only
+    friction: float = 1.0  # underdamped only: gamma; large gamma is overdamped Langevin
+    levels: int = 5  # annealed only: noise levels, the last one the target itself
+    sigma_max: float = 2.0  # annealed only: widest smoothing; each next level halves it
     burn_in: int = 0  # steps excluded from statistics (still drawn)
     seed: int = 0  # seeds the one torch.Generator used for everything
     dtype: str = "float32"  # float32 or float64
@@ -68,7 +74,7 @@ class SampleConfig:
         """Return self, or raise ValidationError with a message for users."""
         if self.sampler not in SAMPLERS:
             raise ValidationError(f"unknown sampler {self.sampler!r}; choose {', '.join(SAMPLERS)}")
-        for name in ("step_size", "temperature", "init_std"):
+        for name in ("step_size", "temperature", "init_std", "friction", "sigma_max"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 label = name.replace("_", " ")
@@ -81,6 +87,8 @@ class SampleConfig:
             raise ValidationError(f"burn-in must be in [0, steps), got {self.burn_in}")
         if not 1 <= self.n_leapfrog <= 1000:
             raise ValidationError(f"leapfrog steps must be in [1, 1000], got {self.n_leapfrog}")
+        if not 1 <= self.levels <= MAX_LEVELS:
+            raise ValidationError(f"levels must be in [1, {MAX_LEVELS}], got {self.levels}")
         if not self.noise and self.sampler != "sgld":
             raise ValidationError("noise off (gradient descent to a mode) applies to SGLD only")
         if self.dtype not in ("float32", "float64"):
@@ -206,9 +214,10 @@ class _Recorder:
             self.alive &= ~newly
             self.n_live = int(self.alive.sum())
             dead = ~self.alive
-            state = SamplerState(torch.where(dead[:, None], self.frozen, state.x),
-                                 state.energy.masked_fill(dead, 0.0),
-                                 state.grad.masked_fill(dead[:, None], 0.0))
+            state = dataclasses.replace(  # keeps extra fields (velocities, level)
+                state, x=torch.where(dead[:, None], self.frozen, state.x),
+                energy=state.energy.masked_fill(dead, 0.0),
+                grad=state.grad.masked_fill(dead[:, None], 0.0))
         self.frozen = state.x.clone()
         return state
 
@@ -331,7 +340,16 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Itera
     fast = inplace_grad(target) if cfg.sampler == "sgld" and cfg.fused else None
     rec = _Recorder(cfg, x, _far_limit(target.box))
     every = cfg.report_every or max(1, cfg.steps // 50)
-    state = rec.check(init_state(target.energy, x, target.grad), 0)
+    if cfg.sampler == "underdamped":
+        kw["friction"] = cfg.friction
+        state = underdamped_init(target.energy, x, gen, temperature=temperature,
+                                 grad=target.grad)
+    elif cfg.sampler == "annealed":
+        kw["schedule"] = annealing(target, cfg.levels, cfg.sigma_max, cfg.steps)
+        state = annealed_init(target.energy, x, kw["schedule"], target.grad)
+    else:
+        state = init_state(target.energy, x, target.grad)
+    state = rec.check(state, 0)
     rec.record(state, 0)
     rec.paths[:, 0] = state.x[: rec.k]
     if fast is not None:
