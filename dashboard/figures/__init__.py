@@ -1,0 +1,1 @@
+"""Figure builders: pure functions from data (densities, traces, records) to Plotly figures."""
