@@ -17,7 +17,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from dashboard import figkit, plots
+from dashboard.figures import figkit
+from dashboard.figures import sampling as plots
 from ebmcore.bench.core import register_bench
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.summary import GRID, summarize

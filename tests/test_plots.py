@@ -7,7 +7,9 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from dashboard import figkit, plots, plots_train
+from dashboard.figures import figkit
+from dashboard.figures import sampling as plots
+from dashboard.figures import training as plots_train
 from ebmcore.energies import Target
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.sweep import SweepPoint

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import cache, forms, live, panels, plots, state
+from dashboard import cache, forms, live, panels, state
+from dashboard.figures import sampling as figures
 from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
 from ebmcore.exact.diagnostics import likelihood_curve
 from ebmcore.exact.summary import summarize
@@ -30,7 +31,7 @@ def watch(run_key: tuple, gd, title: str) -> None:
                                      f"{r.rate:,.0f} steps/s")
         tr = r.trace
         if tr is not None:
-            panels.chart(plots.chains_figure(gd, tr.x[tr.alive], paths=tr.paths, title=title),
+            panels.chart(figures.chains_figure(gd, tr.x[tr.alive], paths=tr.paths, title=title),
                          live=_w("live_chart"))
 
     live_view(job, step=live.advance, done=lambda r: r.finished, draw=draw,
@@ -43,10 +44,10 @@ def final_figures(r: live.LiveRun, gd, title: str) -> dict:
     if "figs" not in r.memo:
         pts = tr.x[tr.alive]
         r.memo["figs"] = {
-            "chains": plots.chains_figure(gd, pts, paths=tr.paths, title=title),
-            "replay": plots.replay_figure(gd, tr.steps, tr.positions, title=title),
-            "marginals": plots.marginals_figure(gd, pts),
-            "curves": plots.curves_figure(tr.steps, likelihood_curve(tr.mean_energy, gd.log_z),
+            "chains": figures.chains_figure(gd, pts, paths=tr.paths, title=title),
+            "replay": figures.replay_figure(gd, tr.steps, tr.positions, title=title),
+            "marginals": figures.marginals_figure(gd, pts),
+            "curves": figures.curves_figure(tr.steps, likelihood_curve(tr.mean_energy, gd.log_z),
                                           gd.neg_entropy, tr.mean_energy, log_z=gd.log_z,
                                           burn_in=tr.config.burn_in, total=tr.config.steps),
         }

@@ -7,7 +7,8 @@ import io
 import pandas as pd
 import streamlit as st
 
-from dashboard import cache, panels, plots_train, state, train_live
+from dashboard import cache, panels, state, train_live
+from dashboard.figures import training as figures
 from dashboard.live_view import SYNC_BUDGET_S, live_view
 from dashboard.settings import Field, boolean, choice, fmt_bool, fmt_float, number
 from ebmcore.ebm.data import dataset_names
@@ -171,12 +172,12 @@ def show(sess: train_live.TrainSession, live: bool = False) -> None:
     density = tr.last_metrics.density if tr.last_metrics is not None else None
     buffer = getattr(getattr(tr, "sampler", None), "buffer", None)
     with left:
-        panels.chart(plots_train.model_figure(
+        panels.chart(figures.model_figure(
             tr.box, density, tr.dataset.train, None if ev is None else ev.negatives,
             buffer=buffer, title=f"p_θ at iteration {tr.iteration:,}"),
             live=_w("live_model") if live else None)
     with right:
-        panels.chart(plots_train.training_curves(
+        panels.chart(figures.training_curves(
             rows, sess.losses, total=total, entropy=tr.evaluator.entropy,
             adversarial=sess.adversarial), live=_w("live_curves") if live else None)
 
@@ -274,7 +275,7 @@ def main() -> None:
         else:
             left, right = st.columns([1, 1], gap="medium")
             with left:
-                panels.chart(plots_train.model_figure(ds.box, None, ds.train, None,
+                panels.chart(figures.model_figure(ds.box, None, ds.train, None,
                                                       title=f"{ds.name}: training data"))
             with right:
                 st.markdown(f"##### {METHOD_LABELS[values['method']]}")

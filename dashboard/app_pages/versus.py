@@ -7,7 +7,8 @@ from dataclasses import asdict, replace
 import pandas as pd
 import streamlit as st
 
-from dashboard import cache, controls, forms, live, panels, plots, state
+from dashboard import cache, controls, forms, live, panels, state
+from dashboard.figures import sampling as figures
 from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
 from dashboard.settings import Field, fmt_float, number
 from ebmcore.exact.summary import summarize
@@ -57,7 +58,7 @@ def twin_live(keys: tuple, gd, titles) -> None:
         st.progress(runs[0].fraction, text=f"step {runs[0].step:,} of {runs[0].total:,}")
         a, b = runs[0].trace, runs[1].trace
         if a is not None and b is not None:
-            panels.chart(plots.twin_figure(gd, a.x[a.alive], b.x[b.alive], titles=titles),
+            panels.chart(figures.twin_figure(gd, a.x[a.alive], b.x[b.alive], titles=titles),
                          live=_w("live_chart"))
 
     def stop(runs: tuple) -> None:
@@ -107,7 +108,7 @@ def sweep_section(tkey: tuple, values: dict) -> None:
             st.progress(len(cur.points) / cur.total, text=f"{len(cur.points)} of {cur.total} runs")
         if cur.error:
             st.error(cur.error, icon=":material/report:")
-        panels.chart(plots.sweep_figure(cur.points, eps_range=eps_range),
+        panels.chart(figures.sweep_figure(cur.points, eps_range=eps_range),
                      live=_w("sweep_chart") if cur.events is not None else None)
         div = [p for p in cur.points if p.n_diverged]
         if div and cur.events is None:
@@ -162,9 +163,9 @@ def results(runs, target, gd, titles) -> None:
         st.warning("MAP: " + b.trace.divergence_message(), icon=":material/warning:")
     if "figs" not in a.memo:
         a.memo["figs"] = {
-            "twin": plots.twin_figure(gd, a.trace.x[a.trace.alive], b.trace.x[b.trace.alive],
+            "twin": figures.twin_figure(gd, a.trace.x[a.trace.alive], b.trace.x[b.trace.alive],
                                       titles=titles),
-            "curves": plots.curves_figure(sa.likelihood_steps, sa.likelihood, sa.neg_entropy,
+            "curves": figures.curves_figure(sa.likelihood_steps, sa.likelihood, sa.neg_entropy,
                                           a.trace.mean_energy, log_z=sa.log_z,
                                           total=a.trace.config.steps,
                                           map_likelihood=sb.likelihood,

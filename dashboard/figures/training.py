@@ -1,4 +1,4 @@
-"""Pure Plotly builders for the training page (same rules as :mod:`dashboard.plots`)."""
+"""Pure Plotly builders for the training page (same rules as :mod:`dashboard.figures.sampling`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.figkit import (
+from dashboard.figures.figkit import (
     COLORS,
     box_axes,
     decimate,

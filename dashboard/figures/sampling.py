@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.figkit import (
+from dashboard.figures.figkit import (
     COLORS,
     box_axes,
     decimate,
