@@ -1,4 +1,4 @@
-"""Page building blocks shared by the pages: settings round trip, notes, numbers, exports.
+"""Page building blocks shared by the pages: charts, numbers, tables, exports.
 
 Streamlit calls live here so the pages read as a short sequence of sections.
 Nothing here computes numerics: numbers come from ebmcore records
@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import settings, state
 from dashboard.live_chart import live_chart
-from dashboard.settings import Field
 
 __all__ = [
     "chart",
@@ -27,13 +25,9 @@ __all__ = [
     "download_html",
     "figures_html",
     "fmt",
-    "load_settings",
     "metric",
     "moments_table",
-    "show_notes",
     "summary_metrics",
-    "values_of",
-    "write_url",
 ]
 
 PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": False,
@@ -65,40 +59,6 @@ def fmt(v: Any, digits: int = 3) -> str:
     if abs(f) >= 1000:
         return f"{f:,.0f}"
     return f"{f:.{digits}g}"
-
-
-def load_settings(page: str, fields: Iterable[Field]) -> list[str]:
-    """Initialise the widgets of ``fields`` from the URL / memory / defaults; return notes."""
-    return settings.load(st.session_state, page, list(fields), st.query_params.to_dict())
-
-
-def values_of(page: str, fields: Iterable[Field]) -> dict[str, Any]:
-    """Current widget values of ``fields``."""
-    return {f.name: st.session_state[state.widget_key(page, f.name)] for f in fields}
-
-
-def write_url(page: str, fields: Sequence[Field], values: dict[str, Any]) -> None:
-    """Put the effective settings in the URL and remember them for the page."""
-    q = settings.to_query(fields, values)
-    if st.query_params.to_dict() != q:
-        st.query_params.from_dict(q)
-    settings.mark_seen(st.session_state, page, q)
-    settings.remember(st.session_state, page, values)
-
-
-def show_notes(page: str, notes: list[str], values: dict[str, Any]) -> None:
-    """Show URL notes; they stay until the user changes a setting."""
-    if notes:
-        state.put(st.session_state, "notes", page, (notes, dict(values)))
-    kept = state.get(st.session_state, "notes", page)
-    if not kept:
-        return
-    msgs, at = kept
-    if at != values:
-        state.pop(st.session_state, "notes", page)
-        return
-    st.warning("**Some settings in the link were not valid and fell back to defaults:**\n\n"
-               + "\n".join(f"- {m}" for m in msgs), icon=":material/link:")
 
 
 def compact(v: Any) -> str:

@@ -34,6 +34,7 @@ __all__ = [
     "fmt_bool",
     "fmt_float",
     "load",
+    "mark_seen",
     "number",
     "number_list",
     "remember",
@@ -50,6 +51,15 @@ class Field:
     default: Any  # value the widget holds by default
     parse: Callable[[str], Any]  # URL text -> widget value; raises ValueError with a message
     fmt: Callable[[Any], str] = str  # widget value -> URL text
+    # draws the widget, given (page, name, current values); returns an error message or None.
+    # None: the page draws nothing for it (a setting held by another widget)
+    widget: Callable[[str, str, Mapping[str, Any]], str | None] | None = None
+    # whether the setting matters for these values: drawn, and written to the URL, only then
+    show: Callable[[Mapping[str, Any]], bool] | None = None
+    keep_drawn: bool = False  # drawn (its widget may grey itself out) even when it does not matter
+
+    def matters(self, values: Mapping[str, Any]) -> bool:
+        return self.show is None or bool(self.show(values))
 
 
 def fmt_float(v: float) -> str:
@@ -202,5 +212,6 @@ def remember(store: MutableMapping[str, Any], page: str, values: Mapping[str, An
 
 
 def to_query(fields: Iterable[Field], values: Mapping[str, Any]) -> dict[str, str]:
-    """URL query parameters for ``values`` (every field present in ``values``)."""
-    return {f.name: f.fmt(values[f.name]) for f in fields if f.name in values}
+    """URL query parameters for ``values``: every field present in ``values`` that matters."""
+    return {f.name: f.fmt(values[f.name]) for f in fields
+            if f.name in values and f.matters(values)}

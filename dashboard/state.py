@@ -9,6 +9,7 @@ the full list of what a session remembers is here, in one place:
 - ``"_settings.<page>"``: the page's last effective settings, restored when the
   user comes back to the page through the menu (which clears the URL);
 - ``"_notes.<page>"``: notes about URL values that fell back to defaults;
+- ``"_loaded.<page>"``: the target and sampler whose settings were last loaded, and a note;
 - ``"_valid.<page>"``: the last valid built inputs (target, config), kept when
   new input is invalid;
 - ``"_run.<page>"``: the page's live run (a :class:`dashboard.live.LiveRun`);
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 PAGES = ("playground", "versus", "theory", "training")  # page ids used in key names
-_KINDS = ("url", "settings", "notes", "valid", "run", "sweep", "train")
+_KINDS = ("url", "settings", "notes", "loaded", "valid", "run", "sweep", "train")
 
 
 def widget_key(page: str, setting: str) -> str:

@@ -22,7 +22,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import dashboard
-from dashboard import controls, live, state, train_live
+from dashboard import live, state, train_live, url_fields
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.sweep import SweepConfig, sweep
 from ebmcore.sampling.runner import SampleConfig
@@ -150,8 +150,10 @@ def test_every_run_tells_the_browser_each_widgets_value(monkeypatch):
 
     monkeypatch.setattr(element_tree.ElementTree, "get_widget_states", lost)
     run(at)
-    names = [f.name for f in controls.sampler_fields() + controls.param_fields("gaussian")
-             if f.name not in ("x0", "std", "leapfrog")]  # drawn only for other settings
+    fields = url_fields.sampler_fields() + url_fields.param_fields("gaussian")
+    names = ["target", "sampler"] + [  # the others are drawn only for other settings
+        f.name for f in fields
+        if f.name not in ("x0", "std", "leapfrog", "friction", "levels", "sigma_max")]
     for name in names:
         el = widget(at, "playground", name)
         assert el.proto.set_value, name
@@ -496,7 +498,7 @@ def test_console_script_runs_streamlit_on_the_packaged_app():
 
 
 def test_an_unexpected_error_is_a_message_not_a_traceback(monkeypatch):
-    from dashboard import plots
+    from dashboard.figures import sampling as plots
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated bug")
@@ -510,7 +512,8 @@ def test_an_unexpected_error_is_a_message_not_a_traceback(monkeypatch):
 
 
 def test_figures_export_as_one_interactive_html_page():
-    from dashboard import panels, plots
+    from dashboard import panels
+    from dashboard.figures import sampling as plots
 
     gd = quadrature(make_target("gaussian").energy, make_target("gaussian").box, 64)
     figs = [("a", plots.chains_figure(gd, torch.randn(50, 2))),

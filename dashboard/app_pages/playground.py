@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import cache, forms, live, panels, state
+from dashboard import cache, live, panels, state, url_build
 from dashboard.figures import sampling as figures
 from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
 from ebmcore.exact.diagnostics import likelihood_curve
@@ -90,7 +90,7 @@ def main() -> None:
     st.markdown("## Langevin playground")
     st.caption("Chains of a Langevin-type sampler over the exact density p(x) = exp(−E(x)) / Z, "
                "normalised by quadrature on the box, so every number below is exact.")
-    form = forms.sampler_form(PAGE)
+    form = url_build.sampler_form(PAGE)
     tkey, cfg = form.target_key, form.config
     target, gd = cache.target(tkey), cache.density(tkey)
     run_key = (tkey, cfg)

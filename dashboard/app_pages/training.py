@@ -7,21 +7,14 @@ import io
 import pandas as pd
 import streamlit as st
 
-from dashboard import cache, panels, state, train_live
+from dashboard import cache, panels, state, train_live, url, url_build
 from dashboard.figures import training as figures
 from dashboard.live_view import SYNC_BUDGET_S, live_view
-from dashboard.settings import Field, boolean, choice, fmt_bool, fmt_float, number
-from ebmcore.ebm.data import dataset_names
-from ebmcore.ebm.models import ModelConfig
-from ebmcore.ebm.training import METHOD_DEFAULTS
+from dashboard.url_fields import METHOD_LABELS, TRAIN_SECTIONS, TRAIN_STAGES
 from ebmcore.energies import ValidationError
 
 PAGE = "training"
 ss = st.session_state
-METHOD_LABELS = {"short-run": "short-run", "persistent": "persistent (PCD)",
-                 "replay": "replay buffer", "exact": "exact gradient (grid)",
-                 "adversarial": "adversarial (dynamics embedding)"}
-WIDTHS = (16, 32, 64, 128, 256, 512)
 METHOD_NOTES = {
     "short-run": "Every iteration starts K Langevin steps from uniform noise over the box. "
                  "Cheap and robust, but the negatives are short-run samples, not p_θ's.",
@@ -41,101 +34,6 @@ METHOD_NOTES = {
 
 def _w(name: str) -> str:
     return state.widget_key(PAGE, name)
-
-
-def method_defaults(method: str, flow: str = train_live.DEFAULT_FLOW) -> dict:
-    """eps, K, lr, iters of a method (the trainer's tuned defaults)."""
-    if method == train_live.ADVERSARIAL:
-        from ebmcore.ebm.adversarial import FLOW_DEFAULTS
-
-        d = FLOW_DEFAULTS[flow]
-        return {"eps": d["flow_step_size"], "K": d["flow_steps"], "lr": d["lr"],
-                "iters": d["iters"]}
-    d = METHOD_DEFAULTS[method]
-    return {"eps": d["step_size"], "K": max(1, d["steps"]), "lr": d["lr"], "iters": d["iters"]}
-
-
-def fields(method: str, flow: str) -> list[Field]:
-    d = method_defaults(method, flow)
-    return [
-        Field("data", "mixture", choice(tuple(dataset_names()))),
-        Field("method", "persistent", choice(train_live.ALL_METHODS)),
-        Field("flow", train_live.DEFAULT_FLOW, choice(train_live.FLOWS)),
-        Field("width", 128, number(1, 1024, integer=True)),
-        Field("depth", 2, number(1, 8, integer=True)),
-        Field("eps", float(d["eps"]), number(hi=10, positive=True), fmt_float),
-        Field("K", int(d["K"]), number(0 if method == "adversarial" else 1, 10_000,
-                                       integer=True)),
-        Field("noise", True, boolean, fmt_bool),
-        Field("lr", float(d["lr"]), number(hi=1, positive=True), fmt_float),
-        Field("iters", int(d["iters"]), number(1, 1_000_000, integer=True)),
-        Field("seed", 0, number(0, 2**31 - 1, integer=True)),
-    ]
-
-
-def _on_method() -> None:
-    """A new method (or flow) brings its own tuned eps, K, lr and iterations."""
-    for k, v in method_defaults(ss[_w("method")], ss[_w("flow")]).items():
-        ss[_w(k)] = v
-
-
-def sidebar() -> None:
-    with st.sidebar:
-        st.markdown("#### Data")
-        st.selectbox("data set", dataset_names(), key=_w("data"),
-                     help="Toy point clouds, or exact samples of a registry target (then the "
-                          "KL to the true density is exact too).")
-        st.markdown("#### Method")
-        st.selectbox("negatives from", train_live.ALL_METHODS, key=_w("method"),
-                     format_func=METHOD_LABELS.get, on_change=_on_method)
-        adv = ss[_w("method")] == train_live.ADVERSARIAL
-        if adv:
-            st.radio("flow of q_φ", train_live.FLOWS, key=_w("flow"), horizontal=True,
-                     on_change=_on_method, help="Unit-Jacobian dynamics from a Gaussian q₀.")
-        st.markdown("#### Model")
-        c1, c2 = st.columns(2)
-        with c1:
-            opts = sorted(set(WIDTHS) | {ss[_w("width")]})
-            st.select_slider("width", opts, key=_w("width"))
-        c2.number_input("depth", min_value=1, max_value=8, step=1, key=_w("depth"))
-        st.markdown("#### Sampler" if not adv else "#### Flow")
-        exact = ss[_w("method")] == "exact"
-        if not exact:
-            st.number_input("ε (step size)", min_value=1e-6, max_value=10.0, format="%g",
-                            key=_w("eps"))
-            st.number_input("flow steps T" if adv else "Langevin steps K per iteration",
-                            min_value=0 if adv else 1, max_value=10_000, step=1, key=_w("K"))
-            if not adv:
-                st.toggle("noise", key=_w("noise"),
-                          help="Off: the negatives descend the energy without noise.")
-        else:
-            st.caption("No chains: the negative phase is an exact sum over a grid.")
-        st.markdown("#### Optimisation")
-        st.number_input("learning rate", min_value=1e-7, max_value=1.0, format="%g",
-                        key=_w("lr"))
-        st.number_input("iterations", min_value=1, max_value=1_000_000, step=100,
-                        key=_w("iters"))
-        st.number_input("seed", min_value=0, max_value=2**31 - 1, step=1, key=_w("seed"))
-
-
-def build(values: dict):
-    ds = cache.dataset(values["data"], int(values["seed"]))
-    model = ModelConfig(width=int(values["width"]), depth=int(values["depth"]))
-    return train_live.make_trainer(
-        ds, values["method"], model, eps=float(values["eps"]), steps=int(values["K"]),
-        noise=bool(values["noise"]), lr=float(values["lr"]), iters=int(values["iters"]),
-        seed=int(values["seed"]), flow=values["flow"], flow_steps=int(values["K"]))
-
-
-def relevant(fl: list[Field], values: dict) -> list[Field]:
-    skip = set()
-    if values["method"] != train_live.ADVERSARIAL:
-        skip.add("flow")
-    else:
-        skip.add("noise")
-    if values["method"] == "exact":
-        skip |= {"eps", "K", "noise"}
-    return [f for f in fl if f.name not in skip]
 
 
 def show(sess: train_live.TrainSession, live: bool = False) -> None:
@@ -208,7 +106,7 @@ def buttons(sess, values: dict) -> None:
                        disabled=sess is None)
     if start:
         try:
-            trainer = build(values)
+            trainer = url_build.build_trainer(values)
         except ValidationError as exc:
             st.error(str(exc), icon=":material/error:")
             return
@@ -251,17 +149,8 @@ def main() -> None:
     st.caption("An MLP energy E_θ fitted to 2D points by maximum likelihood. The model's density "
                "exp(−E_θ)/Z_θ lives on a box where Z_θ is computed exactly, so the likelihood "
                "curves are exact, not estimates.")
-    q = st.query_params.to_dict()
-    method = q.get("method") if q.get("method") in train_live.ALL_METHODS else (
-        ss.get(_w("method"), "persistent"))
-    flow = q.get("flow") if q.get("flow") in train_live.FLOWS else ss.get(
-        _w("flow"), train_live.DEFAULT_FLOW)
-    fl = fields(method, flow)
-    notes = panels.load_settings(PAGE, fl)
-    sidebar()
-    values = panels.values_of(PAGE, fl)
-    panels.show_notes(PAGE, notes, values)
-    panels.write_url(PAGE, relevant(fl, values), values)
+    fields, values, _, _ = url.form(PAGE, TRAIN_STAGES, TRAIN_SECTIONS)
+    url.write_url(PAGE, fields, values)
 
     sess = state.get(ss, "train", PAGE)
     buttons(sess, values)

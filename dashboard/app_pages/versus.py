@@ -7,36 +7,18 @@ from dataclasses import asdict, replace
 import pandas as pd
 import streamlit as st
 
-from dashboard import cache, controls, forms, live, panels, state
+from dashboard import cache, live, panels, state, url_build
 from dashboard.figures import sampling as figures
 from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
-from dashboard.settings import Field, fmt_float, number
 from ebmcore.exact.summary import summarize
 from ebmcore.exact.sweep import SweepConfig, eps_grid, sweep
 
 PAGE = "versus"
-SWEEP_CHAINS = (1000, 2000, 5000, 10_000, 20_000, 50_000)
 ss = st.session_state
 
 
 def _w(name: str) -> str:
     return state.widget_key(PAGE, name)
-
-
-SWEEP_FIELDS = [
-    Field("sw_chains", 5000, number(100, 200_000, integer=True)),
-    Field("sw_lo", 0.02, number(1e-4, 10, positive=True), fmt_float),
-    Field("sw_hi", 1.5, number(1e-4, 10, positive=True), fmt_float),
-]
-
-
-def sweep_widgets() -> None:
-    st.markdown("#### ε sweep")
-    controls.select_log(PAGE, "sw_chains", "chains per sweep run", SWEEP_CHAINS,
-                        help="More chains lower the sampling floor of the discrepancy.")
-    c1, c2 = st.columns(2)
-    c1.number_input("ε from", min_value=1e-4, max_value=10.0, format="%g", key=_w("sw_lo"))
-    c2.number_input("ε to", min_value=1e-4, max_value=10.0, format="%g", key=_w("sw_hi"))
 
 
 def sweep_config(values: dict) -> SweepConfig:
@@ -129,8 +111,7 @@ def main() -> None:
     st.markdown("## SGLD vs MAP")
     st.caption("The same target, seed and initial points; left with the Langevin noise, right "
                "without it (gradient descent). Noise is what turns an optimiser into a sampler.")
-    form = forms.sampler_form(PAGE, with_sampler=False, extra_fields=SWEEP_FIELDS,
-                              extra_widgets=sweep_widgets)
+    form = url_build.sampler_form(PAGE, with_sampler=False, sweep=True)
     tkey, cfg = form.target_key, replace(form.config, sampler="sgld", noise=True)
     target, gd = cache.target(tkey), cache.density(tkey)
     cfg_map = replace(cfg, noise=False)

@@ -1,0 +1,221 @@
+"""URL <-> widget <-> values for every page: widget kinds, sections, and the round trip.
+
+A page declares its settings as :class:`dashboard.settings.Field` s (in
+:mod:`dashboard.url_fields`) and its sidebar as :class:`Section` s naming them.
+:func:`form` runs the round trip on every page run: each field's widget starts
+from the URL, the page's memory or its default (:func:`dashboard.settings.load`,
+which writes every value back to session state so the browser is told the truth),
+the sections are drawn, invalid URL values are noted, and the settings that
+matter are written back to the URL.
+
+Widgets never receive ``value=``: session state is the one source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from dashboard import settings, state
+from dashboard.settings import Field
+
+__all__ = [
+    "Section",
+    "Stage",
+    "form",
+    "log_select",
+    "number_box",
+    "radio",
+    "select",
+    "show_notes",
+    "text_box",
+    "toggle",
+    "values_of",
+    "write_url",
+]
+
+ss = st.session_state
+Widget = Callable[[str, str, Mapping[str, Any]], "str | None"]  # (page, name, values) -> error
+Stage = Callable[[Mapping[str, Any]], Sequence[Field]]  # values so far -> more fields
+OnChange = Callable[[str], None]  # called with the page id
+
+
+@dataclass(frozen=True)
+class Section:
+    """A titled group of the sidebar: the fields it draws, in order."""
+
+    title: str | Callable[[Mapping[str, Any]], str]  # a heading, or one computed from values
+    names: tuple[str, ...]  # field names drawn here (missing or irrelevant ones are skipped)
+    expander: bool = False  # folded away under its title
+    note: Callable[[Mapping[str, Any]], str | None] | None = None  # a caption after the fields
+
+
+# -- widget kinds -----------------------------------------------------------------------
+
+
+def _cb(on_change: OnChange | None, page: str) -> Callable[[], None] | None:
+    return None if on_change is None else (lambda: on_change(page))
+
+
+def select(label: str, options: Sequence[Any], *, fmt: Callable[[Any], str] | None = None,
+           help: str | None = None, on_change: OnChange | None = None) -> Widget:
+    def draw(page: str, name: str, values: Mapping[str, Any]) -> None:
+        st.selectbox(label, list(options), key=state.widget_key(page, name), help=help,
+                     format_func=fmt or str, on_change=_cb(on_change, page))
+
+    return draw
+
+
+def radio(label: str, options: Sequence[Any], *, fmt: Callable[[Any], str] | None = None,
+          help: str | None = None, on_change: OnChange | None = None) -> Widget:
+    def draw(page: str, name: str, values: Mapping[str, Any]) -> None:
+        st.radio(label, list(options), key=state.widget_key(page, name), horizontal=True,
+                 format_func=fmt or str, help=help, on_change=_cb(on_change, page))
+
+    return draw
+
+
+def toggle(label: str, *, help: str | None = None,
+           enabled: Callable[[Mapping[str, Any]], bool] | None = None,
+           forced: Any = None) -> Widget:
+    """A toggle; where ``enabled`` says no, it is greyed out and holds ``forced``."""
+
+    def draw(page: str, name: str, values: Mapping[str, Any]) -> None:
+        wk = state.widget_key(page, name)
+        on = enabled is None or enabled(values)
+        if not on:
+            ss[wk] = forced
+        st.toggle(label, key=wk, disabled=not on, help=help)
+
+    return draw
+
+
+def number_box(label: str, *, help: str | None = None, **kw: Any) -> Widget:
+    """A number input (``kw``: min_value, max_value, step, format)."""
+
+    def draw(page: str, name: str, values: Mapping[str, Any]) -> None:
+        st.number_input(label, key=state.widget_key(page, name), help=help, **kw)
+
+    return draw
+
+
+def text_box(label: str, *, help: str | None = None, height: int | None = None) -> Widget:
+    """A one-line text input, or a text area when ``height`` is given."""
+
+    def draw(page: str, name: str, values: Mapping[str, Any]) -> None:
+        if height is None:
+            st.text_input(label, key=state.widget_key(page, name), help=help)
+        else:
+            st.text_area(label, key=state.widget_key(page, name), help=help, height=height)
+
+    return draw
+
+
+def _fmt_num(v: float) -> str:
+    if v >= 1000 and float(v).is_integer():
+        return f"{int(v):,}"
+    return f"{v:g}"
+
+
+def log_select(label: str, grid: Sequence[float], *, help: str | None = None,
+               fmt: Callable[[Any], str] = _fmt_num) -> Widget:
+    """A select-slider on a log-spaced grid that also holds the current value."""
+
+    def draw(page: str, name: str, values: Mapping[str, Any]) -> None:
+        wk = state.widget_key(page, name)
+        options = sorted(set(grid) | {ss[wk]})
+        st.select_slider(label, options=options, key=wk, help=help, format_func=fmt)
+
+    return draw
+
+
+# -- the round trip -----------------------------------------------------------------------
+
+
+def values_of(page: str, fields: Sequence[Field]) -> dict[str, Any]:
+    """Current widget values of ``fields``."""
+    return {f.name: ss[state.widget_key(page, f.name)] for f in fields
+            if state.widget_key(page, f.name) in ss}
+
+
+def show_notes(page: str, notes: list[str], values: dict[str, Any]) -> None:
+    """Show URL notes; they stay until the user changes a setting."""
+    if notes:
+        state.put(ss, "notes", page, (notes, dict(values)))
+    kept = state.get(ss, "notes", page)
+    if not kept:
+        return
+    msgs, at = kept
+    if at != values:
+        state.pop(ss, "notes", page)
+        return
+    st.warning("**Some settings in the link were not valid and fell back to defaults:**\n\n"
+               + "\n".join(f"- {m}" for m in msgs), icon=":material/link:")
+
+
+def write_url(page: str, fields: Sequence[Field], values: dict[str, Any]) -> None:
+    """Put the settings of ``values`` that matter in the URL and remember them for the page."""
+    q = settings.to_query(fields, values)
+    if st.query_params.to_dict() != q:
+        st.query_params.from_dict(q)
+    settings.mark_seen(ss, page, q)
+    settings.remember(ss, page, values)
+
+
+def _draw(page: str, sections: Sequence[Section], fields: Sequence[Field]
+          ) -> tuple[dict[str, str], dict[str, Any]]:
+    by_name = {f.name: f for f in fields}
+    errors: dict[str, str] = {}
+    slots: dict[str, Any] = {}
+    for sec in sections:
+        values = values_of(page, fields)
+        title = sec.title(values) if callable(sec.title) else sec.title
+        box = st.expander(title, expanded=False) if sec.expander else st.container()
+        if not sec.expander and title:
+            box.markdown(f"#### {title}")
+        with box:
+            for name in sec.names:
+                f = by_name.get(name)
+                if f is None or f.widget is None:
+                    continue
+                now = values_of(page, fields)
+                if not (f.keep_drawn or f.matters(now)):
+                    continue
+                err = f.widget(page, name, now)
+                if err:
+                    st.error(err, icon=":material/error:")
+                    errors[name] = err
+            note = sec.note(values_of(page, fields)) if sec.note else None
+            if note:
+                st.caption(note)
+            slots[title] = st.empty()
+    return errors, slots
+
+
+def form(page: str, stages: Sequence[Stage], sections: Sequence[Section]
+         ) -> tuple[list[Field], dict[str, Any], dict[str, str], dict[str, Any]]:
+    """Load, draw and note a page's settings.
+
+    Returns the fields loaded, their values, the widgets' error messages, and one empty
+    slot per section, drawn after its fields (for messages about that section).
+
+    ``stages`` load in order, each given the values loaded before it, so that a field's
+    default may depend on another setting (a target's parameters and sampler settings, a
+    training method's step size).  The caller writes the URL (:func:`write_url`) once it
+    knows which values are valid.
+    """
+    fields: list[Field] = []
+    notes: list[str] = []
+    query = st.query_params.to_dict()
+    for stage in stages:
+        more = list(stage(values_of(page, fields)))
+        notes += settings.load(ss, page, more, query)
+        fields += more
+    with st.sidebar:
+        errors, slots = _draw(page, sections, fields)
+    values = values_of(page, fields)
+    show_notes(page, notes, values)
+    return fields, values, errors, slots
