@@ -9,14 +9,17 @@ Exceptions are not cached: a bad key raises again next time.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 
 from ebmcore.ebm.data import Dataset, make_dataset
-from ebmcore.energies import Target, ValidationError
+from ebmcore.energies import Box, Target, ValidationError
 from ebmcore.exact.density import GridDensity, quadrature
 from ebmcore.exact.summary import GRID
+from ebmcore.exact.view import Modes, modes, view_box
 
-__all__ = ["TargetKey", "dataset", "density", "target", "target_key"]
+__all__ = ["TargetKey", "dataset", "density", "modes_of", "target", "target_key", "view",
+           "view_density"]
 
 TargetKey = tuple  # ("name", ((param, value), ...)) or ("formula", expr, box)
 
@@ -51,6 +54,28 @@ def density(key: TargetKey) -> GridDensity:
     """The exact density of ``target(key)`` on its box (``GRID`` cells per side)."""
     t = target(key)
     return quadrature(t.energy, t.box, GRID)
+
+
+@lru_cache(maxsize=32)
+def view(key: TargetKey) -> Box:
+    """The box that frames the density (the smallest holding 99.5% of its mass)."""
+    return view_box(density(key))
+
+
+@lru_cache(maxsize=32)
+def view_density(key: TargetKey) -> GridDensity:
+    """The density as figures draw it: tabulated on the view box at the full resolution,
+    and normalised by the full box's Z (so its values are those of :func:`density`)."""
+    t, gd = target(key), density(key)
+    v = quadrature(t.energy, view(key), GRID)
+    return replace(v, log_prob=v.log_prob + (v.log_z - gd.log_z), log_z=gd.log_z,
+                   log_z_err=gd.log_z_err)
+
+
+@lru_cache(maxsize=32)
+def modes_of(key: TargetKey) -> Modes:
+    """The basins of the density (to tell chains stuck in separate modes)."""
+    return modes(density(key))
 
 
 @lru_cache(maxsize=16)

@@ -12,14 +12,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Hashable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ebmcore.energies import Target
+from ebmcore.exact.density import GridDensity
+from ebmcore.sampling.adapt import TARGET_ACCEPT, run_auto, sgld_step_size
 from ebmcore.sampling.runner import SampleConfig, Trace, run
 
-__all__ = ["LiveRun", "SweepRun", "advance", "advance_all", "advance_sweep", "start", "stop",
-           "stop_sweep"]
+__all__ = ["LiveRun", "SweepRun", "advance", "advance_all", "advance_sweep", "auto_step", "start",
+           "stop", "stop_sweep"]
 
 
 @dataclass
@@ -59,6 +61,20 @@ def start(key: Hashable, target: Target, config: SampleConfig, x0: Any = None) -
     """A new run of ``config`` on ``target`` (nothing computed yet)."""
     return LiveRun(key, run(target, config, x0), total=config.steps,
                    started=time.perf_counter())
+
+
+def auto_step(target: Target, config: SampleConfig, gd: GridDensity) -> tuple[float, str]:
+    """An automatic step size for ``config`` and how it was chosen.
+
+    MALA and HMC: dual averaging over a pilot of ``config.burn_in`` steps
+    (:func:`ebmcore.sampling.adapt.run_auto`); the run itself then starts afresh at the
+    frozen eps, so all of its steps, burn-in included, use that eps.  The other samplers:
+    the curvature rule of SGLD (a fraction of 1 / lambda_max).
+    """
+    if config.sampler in TARGET_ACCEPT:
+        res = run_auto(target, replace(config, steps=config.burn_in + 1), gd)
+        return res.step_size, res.explanation + " (a pilot run; the chains then start afresh)"
+    return sgld_step_size(target, gd)
 
 
 def advance(r: LiveRun, budget_s: float) -> LiveRun:

@@ -81,8 +81,9 @@ def metric(col: Any, label: str, value: str, note: str | None = None, help: str 
                help=help or None)
 
 
-def summary_metrics(s: Any, *, sampler: str) -> None:
-    """The headline numbers of a RunSummary as a row of metrics."""
+def summary_metrics(s: Any, *, sampler: str, modes: Any = None) -> None:
+    """The headline numbers of a RunSummary as a row of metrics; ``modes``: a
+    :class:`ebmcore.exact.view.ModeReport` of where the chains sit."""
     d = s.discrepancy
     cols = st.columns(6)
     metric(cols[0], "log Z (exact)", fmt(s.log_z, 5), f"± {s.log_z_err:.0e} quadrature",
@@ -95,8 +96,12 @@ def summary_metrics(s: Any, *, sampler: str) -> None:
     metric(cols[2], "ESS (min)", compact(min(ess)), f"x {compact(ess[0])} · y {compact(ess[1])}",
             "Bulk effective sample size over the frames after burn-in.")
     rh = [float(v) for v in s.rhat]
-    metric(cols[3], "R-hat (max)", fmt(max(rh), 4), f"x {fmt(rh[0], 4)} · y {fmt(rh[1], 4)}",
-            "Split R-hat (rank-normalised, folded); close to 1 when the chains agree.")
+    separated = modes is not None and modes.separated
+    metric(cols[3], "R-hat (max)", fmt(max(rh), 4),
+           f"chains in {modes.occupied} separate modes" if separated else
+           f"x {fmt(rh[0], 4)} · y {fmt(rh[1], 4)}",
+           "Split R-hat (rank-normalised, folded); close to 1 when the chains agree."
+           + (f" Here {modes.message}." if modes is not None and modes.significant > 1 else ""))
     acc = "—" if s.acceptance is None else f"{s.acceptance:.1%}"
     metric(cols[4], "acceptance", acc, "SGLD never rejects" if sampler == "sgld" else None,
             "Mean Metropolis acceptance after burn-in.")
@@ -104,6 +109,8 @@ def summary_metrics(s: Any, *, sampler: str) -> None:
     metric(cols[5], "diverged chains", f"{s.n_diverged:,}",
             "all chains finite" if first is None else f"first at step {first:,}",
             "Chains that left the finite world; frozen and excluded from statistics.")
+    if separated:
+        st.info(f"**R-hat:** {modes.message}.", icon=":material/hub:")
 
 
 def moments_table(s: Any) -> pd.DataFrame:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import streamlit as st
+import torch
 
-from dashboard import cache, state, train_live, url, url_fields
+from dashboard import cache, live, state, train_live, url, url_fields
 from dashboard.url_fields import AUTO, EPS_MAX, FORMULA
 from ebmcore.ebm.models import ModelConfig
 from ebmcore.energies import ValidationError
@@ -24,7 +25,7 @@ from ebmcore.targets.formula import validate_box
 from ebmcore.targets.registry import TARGETS
 
 __all__ = ["FormResult", "build_sample_config", "build_target_key", "build_trainer",
-           "parse_eps", "sampler_form"]
+           "parse_eps", "run_inputs", "sampler_form"]
 
 ss = st.session_state
 
@@ -166,3 +167,24 @@ def build_trainer(values: dict[str, Any]) -> Any:
         ds, values["method"], model, eps=float(values["eps"]), steps=int(values["K"]),
         noise=bool(values["noise"]), lr=float(values["lr"]), iters=int(values["iters"]),
         seed=int(values["seed"]), flow=values["flow"], flow_steps=int(values["K"]))
+
+
+def run_inputs(tkey: tuple, cfg: SampleConfig, auto: bool
+               ) -> tuple[SampleConfig, torch.Tensor | None, str | None]:
+    """What a run starts from: ``cfg`` with an automatic eps resolved, the initial points
+    when they are uniform (over the view box, not the quadrature box, which can be far
+    wider than the mass), and how eps was chosen.  ValidationError if auto cannot work."""
+    target = cache.target(tkey)
+    why = None
+    if auto:
+        eps, why = live.auto_step(target, cfg, cache.density(tkey))
+        cfg = replace(cfg, step_size=eps).validate()
+    x0 = None
+    if cfg.init == "uniform":
+        a, b, c, d = cache.view(tkey)
+        # a stream of its own: the run's generator (seeded with cfg.seed) draws the noise
+        gen = torch.Generator().manual_seed(cfg.seed + 2**40)
+        u01 = torch.rand(cfg.chains, 2, generator=gen, dtype=cfg.torch_dtype)
+        x0 = torch.tensor([a, c], dtype=cfg.torch_dtype) + u01 * torch.tensor(
+            [b - a, d - c], dtype=cfg.torch_dtype)
+    return cfg, x0, why

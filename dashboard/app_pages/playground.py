@@ -8,7 +8,10 @@ import streamlit as st
 from dashboard import cache, live, panels, state, url_build
 from dashboard.figures import sampling as figures
 from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
+from dashboard.url_fields import SAMPLER_LABELS
+from ebmcore.energies import ValidationError
 from ebmcore.exact.diagnostics import likelihood_curve
+from ebmcore.exact.view import chains_in_modes
 from ebmcore.exact.summary import summarize
 
 PAGE = "playground"
@@ -38,15 +41,16 @@ def watch(run_key: tuple, gd, title: str) -> None:
               stop=Stop("stop", _w("stop"), live.stop))
 
 
-def final_figures(r: live.LiveRun, gd, title: str) -> dict:
-    """The page's figures for a finished run (built once per run)."""
+def final_figures(r: live.LiveRun, gd, view, title: str) -> dict:
+    """The page's figures for a finished run (built once per run): the density drawn on
+    its view box (``view``), the exact numbers from the full box's ``gd``."""
     tr = r.trace
     if "figs" not in r.memo:
         pts = tr.x[tr.alive]
         r.memo["figs"] = {
-            "chains": figures.chains_figure(gd, pts, paths=tr.paths, title=title),
-            "replay": figures.replay_figure(gd, tr.steps, tr.positions, title=title),
-            "marginals": figures.marginals_figure(gd, pts),
+            "chains": figures.chains_figure(view, pts, paths=tr.paths, title=title),
+            "replay": figures.replay_figure(view, tr.steps, tr.positions, title=title),
+            "marginals": figures.marginals_figure(view, pts),
             "curves": figures.curves_figure(tr.steps, likelihood_curve(tr.mean_energy, gd.log_z),
                                           gd.neg_entropy, tr.mean_energy, log_z=gd.log_z,
                                           burn_in=tr.config.burn_in, total=tr.config.steps),
@@ -91,20 +95,30 @@ def main() -> None:
     st.caption("Chains of a Langevin-type sampler over the exact density p(x) = exp(−E(x)) / Z, "
                "normalised by quadrature on the box, so every number below is exact.")
     form = url_build.sampler_form(PAGE)
-    tkey, cfg = form.target_key, form.config
-    target, gd = cache.target(tkey), cache.density(tkey)
-    run_key = (tkey, cfg)
+    tkey = form.target_key
+    target, gd, view = cache.target(tkey), cache.density(tkey), cache.view_density(tkey)
+    run_key = (tkey, form.config, form.auto)
     r = state.get(ss, "run", PAGE)
     if r is None or r.key != run_key:
-        r = live.start(run_key, target, cfg)
+        try:
+            cfg, x0, why = url_build.run_inputs(tkey, form.config, form.auto)
+        except ValidationError as exc:
+            st.error(str(exc), icon=":material/error:")
+            return
+        r = live.start(run_key, target, cfg, x0)
+        r.memo["auto"], r.memo["cfg"] = why, cfg
         state.put(ss, "run", PAGE, r)
     if not r.finished:
         live.advance(r, SYNC_BUDGET_S)
+    cfg = r.memo["cfg"]  # the eps an automatic choice settled on
     name = "formula" if tkey[0] == "formula" else tkey[0]
-    mode = "gradient descent (noise off)" if not cfg.noise else cfg.sampler.upper()
-    title = f"{name} · {mode} · ε = {cfg.step_size:g} · {cfg.chains:,} chains"
+    mode = "gradient descent (noise off)" if not cfg.noise else SAMPLER_LABELS[cfg.sampler]
+    eps = f"{cfg.step_size:.3g} (auto)" if form.auto else f"{cfg.step_size:g}"
+    title = f"{name} · {mode} · ε = {eps} · {cfg.chains:,} chains"
+    if r.memo.get("auto"):
+        st.caption(f"Automatic step size: {r.memo['auto']}.")
     if not r.finished:
-        watch(run_key, gd, title)
+        watch(run_key, view, title)
         return
     if r.error:
         st.error(r.error, icon=":material/report:")
@@ -114,7 +128,7 @@ def main() -> None:
         st.info(f"Stopped at step {r.step:,} of {r.total:,}; everything below uses the steps run.")
     if tr.divergence_message():
         st.warning(tr.divergence_message(), icon=":material/warning:")
-    figs = final_figures(r, gd, title)
+    figs = final_figures(r, gd, view, title)
     numbers = st.container()  # filled last: the statistics take longer than the figures
     left, right = st.columns([3, 2], gap="medium")
     with left:
@@ -135,7 +149,8 @@ def main() -> None:
         r.memo["summary"] = summarize(tr, target, gd)
     s = r.memo["summary"]
     with numbers:
-        panels.summary_metrics(s, sampler=cfg.sampler)
+        modes = chains_in_modes(tr.x[tr.alive], gd, cache.modes_of(tkey))
+        panels.summary_metrics(s, sampler=cfg.sampler, modes=modes)
     with table:
         st.markdown("##### Moments: chains vs exact")
         st.dataframe(panels.moments_table(s), column_config={

@@ -10,6 +10,7 @@ import streamlit as st
 from dashboard import cache, live, panels, state, url_build
 from dashboard.figures import sampling as figures
 from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
+from ebmcore.energies import ValidationError
 from ebmcore.exact.summary import summarize
 from ebmcore.exact.sweep import SweepConfig, eps_grid, sweep
 
@@ -112,24 +113,36 @@ def main() -> None:
     st.caption("The same target, seed and initial points; left with the Langevin noise, right "
                "without it (gradient descent). Noise is what turns an optimiser into a sampler.")
     form = url_build.sampler_form(PAGE, with_sampler=False, sweep=True)
-    tkey, cfg = form.target_key, replace(form.config, sampler="sgld", noise=True)
-    target, gd = cache.target(tkey), cache.density(tkey)
-    cfg_map = replace(cfg, noise=False)
-    keys = ((tkey, cfg, "sgld"), (tkey, cfg_map, "map"))
+    tkey = form.target_key
+    target, gd, view = cache.target(tkey), cache.density(tkey), cache.view_density(tkey)
+    base = replace(form.config, sampler="sgld", noise=True)
+    keys = ((tkey, base, form.auto, "sgld"), (tkey, base, form.auto, "map"))
     runs = state.get(ss, "run", PAGE)
     if runs is None or runs[0].key != keys[0]:
-        runs = (live.start(keys[0], target, cfg), live.start(keys[1], target, cfg_map))
+        try:
+            cfg, x0, why = url_build.run_inputs(tkey, base, form.auto)
+        except ValidationError as exc:
+            st.error(str(exc), icon=":material/error:")
+            return
+        # the same initial points for both: the noise is the only difference
+        runs = tuple(live.start(k, target, c, None if x0 is None else x0.clone())
+                     for k, c in zip(keys, (cfg, replace(cfg, noise=False)), strict=True))
+        runs[0].memo["auto"], runs[0].memo["cfg"] = why, cfg
         state.put(ss, "run", PAGE, runs)
     live.advance_all(runs, SYNC_BUDGET_S)
-    titles = (f"SGLD (noise on) · ε = {cfg.step_size:g}", "MAP (noise off): gradient descent")
+    cfg = runs[0].memo["cfg"]
+    eps = f"{cfg.step_size:.3g} (auto)" if form.auto else f"{cfg.step_size:g}"
+    titles = (f"SGLD (noise on) · ε = {eps}", "MAP (noise off): gradient descent")
+    if runs[0].memo.get("auto"):
+        st.caption(f"Automatic step size: {runs[0].memo['auto']}.")
     if not all(r.finished for r in runs):
-        twin_live(keys, gd, titles)
+        twin_live(keys, view, titles)
     else:
-        results(runs, target, gd, titles)
+        results(runs, target, gd, view, titles)
     sweep_section(tkey, form.values)
 
 
-def results(runs, target, gd, titles) -> None:
+def results(runs, target, gd, view, titles) -> None:
     a, b = runs
     for r in runs:
         if r.error:
@@ -144,7 +157,7 @@ def results(runs, target, gd, titles) -> None:
         st.warning("MAP: " + b.trace.divergence_message(), icon=":material/warning:")
     if "figs" not in a.memo:
         a.memo["figs"] = {
-            "twin": figures.twin_figure(gd, a.trace.x[a.trace.alive], b.trace.x[b.trace.alive],
+            "twin": figures.twin_figure(view, a.trace.x[a.trace.alive], b.trace.x[b.trace.alive],
                                       titles=titles),
             "curves": figures.curves_figure(sa.likelihood_steps, sa.likelihood, sa.neg_entropy,
                                           a.trace.mean_energy, log_z=sa.log_z,
