@@ -30,7 +30,8 @@ __all__ = ["LIMITS", "choose", "connected", "measure", "passes", "start", "table
 LIMITS = {"sgld": 1.6, "mala": 1.3, "hmc": 1.3}  # discrepancy / iid floor allowed (issue 11)
 RHAT_LIMIT = 1.05  # split R-hat allowed where the mass is connected
 CHAINS = 500  # chains per measured run (the smallest count issue 11 allows: fast to check)
-STEPS = (1000, 3000)  # chain lengths tried, shortest first
+STEPS = (1000, 3000, 10000)  # chain lengths tried, shortest first
+SGLD_FRACTIONS = (0.5, 0.2)  # SGLD eps tried, in units of 1 / lambda_max, largest first
 
 
 def _round(v: float, down: bool = False) -> float:
@@ -45,7 +46,8 @@ def _round(v: float, down: bool = False) -> float:
 def start(gd: GridDensity) -> tuple[tuple[float, float], float]:
     """Gaussian start over the view box: its centre, and a quarter of its longer side."""
     x0, x1, y0, y1 = view_box(gd)
-    return (_round((x0 + x1) / 2), _round((y0 + y1) / 2)), _round(max(x1 - x0, y1 - y0) / 4)
+    centre = (round((x0 + x1) / 2, 2), round((y0 + y1) / 2, 2))
+    return centre, _round(max(x1 - x0, y1 - y0) / 4)
 
 
 def connected(gd: GridDensity) -> bool:
@@ -82,13 +84,15 @@ def choose(name: str, sampler: str, seed: int = 0) -> tuple[Settings, dict]:
     gd = quadrature(target.energy, target.box, GRID)
     centre, std = start(gd)
     if sampler == "sgld":
-        eps0 = _round(sgld_step_size(target, gd)[0], down=True)
+        lam_eps = sgld_step_size(target, gd, fraction=1.0)[0]  # 1 / lambda_max
+        candidates = [_round(f * lam_eps, down=True) for f in SGLD_FRACTIONS]
     else:
         probe = Settings(None, 1000, CHAINS, 500, init_point=centre, init_std=std)
         eps0 = _round(measure(target, sampler, probe, gd, seed)["eps"])
+        candidates = [eps0, _round(eps0 / 2)]
     row: dict = {}
-    for eps in (eps0, _round(eps0 / 2)):
-        for steps in STEPS:
+    for steps in STEPS:
+        for eps in candidates:
             s = Settings(eps, steps, CHAINS, steps // 4, init_point=centre, init_std=std,
                          note=f"measured: eps {eps:g}, {steps} steps")
             row = measure(target, sampler, s, gd, seed)
