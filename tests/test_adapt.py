@@ -53,8 +53,13 @@ def stationary_acceptance(target: Target, sampler: str, eps: float, sigma: float
 
 
 def optimal_eps(target: Target, sampler: str, sigma: float) -> float:
-    """Bisection in log eps for the step whose exact mean acceptance is the target one."""
-    lo, hi = math.log(1e-3 * sigma), math.log(3.0 * sigma)
+    """Bisection in log eps for the step whose exact mean acceptance is the target one.
+
+    The bracket follows each sampler's scale: MALA's eps is a time step (~ sigma^2), HMC's a
+    leapfrog length (~ sigma, unstable beyond 2 sigma).
+    """
+    scale, top = (sigma**2, 10.0) if sampler == "mala" else (sigma, 2.0)
+    lo, hi = math.log(1e-3 * scale), math.log(top * scale)
     for _ in range(30):
         mid = 0.5 * (lo + hi)
         if stationary_acceptance(target, sampler, math.exp(mid), sigma) > TARGET_ACCEPT[sampler]:
@@ -96,10 +101,13 @@ def test_optimal_step_scales_with_the_target():
 
 def test_dual_averaging_moves_the_right_way_and_validates():
     s = da_init(1.0, 0.6)
-    assert da_update(s, 0.0).step_size < 1.0  # nothing accepted: shrink
-    assert da_update(s, 1.0).step_size > 1.0  # everything accepted: grow
     assert da_final(s) == 1.0
-    assert da_update(s, math.nan).step_size < 1.0  # a NaN acceptance counts as a rejection
+    assert da_update(s, 0.0).step_size < da_update(s, 1.0).step_size
+    assert da_update(s, math.nan) == da_update(s, 0.0)  # a NaN acceptance is a rejection
+    low, high = s, s
+    for _ in range(50):  # persistent rejection shrinks eps below the start, acceptance grows it
+        low, high = da_update(low, 0.0), da_update(high, 1.0)
+    assert da_final(low) < 1.0 < da_final(high)
     with pytest.raises(ValidationError):
         da_init(0.0, 0.6)
     with pytest.raises(ValidationError):

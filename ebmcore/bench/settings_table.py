@@ -44,10 +44,14 @@ def _round(v: float, down: bool = False) -> float:
 
 
 def start(gd: GridDensity) -> tuple[tuple[float, float], float]:
-    """Gaussian start over the view box: its centre, and a quarter of its longer side."""
+    """Gaussian start over the view box: its centre, and a quarter of its shorter side.
+
+    The shorter side: a start wider than the mass's narrow direction puts chains in the
+    stiff tails (banana's far arms), where MALA rejects nearly every proposal and sticks.
+    """
     x0, x1, y0, y1 = view_box(gd)
     centre = (round((x0 + x1) / 2, 2), round((y0 + y1) / 2, 2))
-    return centre, _round(max(x1 - x0, y1 - y0) / 4)
+    return centre, _round(min(x1 - x0, y1 - y0) / 4)
 
 
 def connected(gd: GridDensity) -> bool:

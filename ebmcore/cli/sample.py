@@ -24,7 +24,7 @@ from ebmcore.sampling.runner import INITS, SampleConfig, Trace, sample
 from ebmcore.targets.registry import TARGETS, make_target
 
 __all__ = ["FORMULA_BOX", "OUT_FORMATS", "add_parser", "build_target", "cmd_sample",
-           "finite_float", "fmt_value", "jsonable", "numbers"]
+           "finite_float", "fmt_value", "jsonable", "numbers", "step_size_arg"]
 
 OUT_FORMATS = (".csv", ".parquet")
 FORMULA_BOX = (-4.0, 4.0, -4.0, 4.0)  # default box of --target formula
@@ -54,6 +54,16 @@ def numbers(count: int):
     return parse
 
 
+def step_size_arg(text: str) -> float | None:
+    """argparse type: a finite eps > 0, or ``auto`` (None)."""
+    if text.strip().lower() == "auto":
+        return None
+    v = finite_float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"step size must be > 0 or 'auto', got {text!r}")
+    return v
+
+
 def add_parser(sub, epilog: str = "") -> None:
     """Register ``sample`` on the subparsers ``sub``."""
     p = sub.add_parser(
@@ -73,8 +83,11 @@ def add_parser(sub, epilog: str = "") -> None:
     p.add_argument("--sampler", choices=list(SAMPLERS), default=d.sampler, help="kernel")
     p.add_argument("--chains", type=int, default=d.chains, help="independent chains N")
     p.add_argument("--steps", type=int, default=d.steps, help="transitions per chain T")
-    p.add_argument("--step-size", type=finite_float, default=d.step_size, metavar="EPS",
-                   help="eps (the leapfrog step for HMC)")
+    # --- issue 11 hook: --step-size auto (ebmcore.sampling.adapt.run_auto) ---
+    p.add_argument("--step-size", type=step_size_arg, default=d.step_size, metavar="EPS",
+                   help="eps (the leapfrog step for HMC), or 'auto': MALA/HMC adapt it during "
+                   "the burn-in (dual averaging), SGLD takes it from the curvature")
+    # --- end of hook ---
     p.add_argument("--no-noise", action="store_true",
                    help="SGLD without noise: gradient descent to a mode (MAP)")
     p.add_argument("--temperature", type=finite_float, default=d.temperature,
@@ -165,13 +178,24 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if not 0 <= args.seed < 2**63:
         raise ValidationError(f"seed must be in [0, 2**63), got {args.seed}")
     target = build_target(args.target, _parse_params(args.param), args.box)
+    auto = args.step_size is None  # issue 11 hook: --step-size auto
     cfg = SampleConfig(
-        sampler=args.sampler, step_size=args.step_size, steps=args.steps, chains=args.chains,
+        sampler=args.sampler, step_size=1.0 if auto else args.step_size, steps=args.steps,
+        chains=args.chains,
         noise=not args.no_noise, temperature=args.temperature, n_leapfrog=args.leapfrog,
         burn_in=args.burn_in, seed=args.seed, dtype=args.dtype, device=args.device,
         init=args.init, init_point=args.init_point, init_std=args.init_std).validate()
-    trace = sample(target, cfg)
-    summary = summarize(trace, target, quadrature(target.energy, target.box, GRID))
+    gd = quadrature(target.energy, target.box, GRID)
+    explanation = None
+    if auto:  # issue 11 hook: adapt, then run at the frozen eps (statistics after adaptation)
+        from ebmcore.sampling.adapt import run_auto
+
+        result = run_auto(target, cfg, gd)
+        trace, explanation = result.trace, result.explanation
+        cfg = dataclasses.replace(cfg, step_size=result.step_size)
+    else:
+        trace = sample(target, cfg)
+    summary = summarize(trace, target, gd)
     if out is not None:
         df = _frames(trace, target, args.trace)
         if out.suffix.lower() == ".csv":
@@ -183,7 +207,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.json:
         record = {"target": target.name, "params": jsonable(dict(target.params)),
                   "box": list(target.box), "config": jsonable(dataclasses.asdict(cfg)),
-                  "out": str(out) if out else None, **summary.to_dict()}
+                  "out": str(out) if out else None, "step_size_auto": explanation,
+                  **summary.to_dict()}
         print(json.dumps(record, allow_nan=False))
     else:
         print(_table(target, cfg, summary))

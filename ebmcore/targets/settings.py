@@ -10,7 +10,7 @@ How the table was chosen (the same rule for every target):
 
 - initial points: a Gaussian at the centre of the 99.5% view box
   (:func:`ebmcore.exact.view.view_box`) with a standard deviation of a quarter
-  of its longer side, so chains start over the mass rather than over the
+  of its shorter side, so chains start over the mass rather than over the
   quadrature box (banana's is 42 units tall);
 - MALA / HMC ``eps``: dual averaging towards the acceptance in
   :data:`ebmcore.sampling.adapt.TARGET_ACCEPT`, rounded to two digits, and halved
