@@ -55,13 +55,8 @@ def numbers(count: int):
 
 
 def step_size_arg(text: str) -> float | None:
-    """argparse type: a finite eps > 0, or ``auto`` (None)."""
-    if text.strip().lower() == "auto":
-        return None
-    v = finite_float(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"step size must be > 0 or 'auto', got {text!r}")
-    return v
+    """argparse type: a finite eps (its sign is checked with the config), or ``auto`` (None)."""
+    return None if text.strip().lower() == "auto" else finite_float(text)
 
 
 def add_parser(sub, epilog: str = "") -> None:
