@@ -11,6 +11,7 @@ from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.view import chains_in_modes, modes, view_box
 from ebmcore.sampling.adapt import (
+    SGLD_FRACTION,
     TARGET_ACCEPT,
     da_final,
     da_init,
@@ -119,17 +120,17 @@ def test_sgld_curvature_step_on_a_gaussian_is_exact():
     t = make_target("gaussian")
     assert hessian_lambda_max(t) == pytest.approx(1.0, rel=1e-9)
     eps, why = sgld_step_size(t)
-    assert eps == pytest.approx(0.1, rel=1e-9)
+    assert eps == pytest.approx(SGLD_FRACTION, rel=1e-9)
     assert "lambda_max" in why
 
 
 def test_sgld_curvature_step_on_a_banana_uses_the_bend():
     # E = x^2/2 + (y - b x^2)^2 / (2 s^2) (shifted); its Hessian has entries growing like x^2,
-    # so lambda_max exceeds the y-curvature 1/s^2 = 4 and the step is below 0.1 / 4.
+    # so lambda_max exceeds the y-curvature 1/s^2 = 4.
     t = make_target("banana")
     lam = hessian_lambda_max(t)
     assert lam > 4.0
-    assert sgld_step_size(t)[0] == pytest.approx(0.1 / lam)
+    assert sgld_step_size(t)[0] == pytest.approx(SGLD_FRACTION / lam)
 
 
 def test_view_box_of_a_standard_gaussian_is_the_exact_square():

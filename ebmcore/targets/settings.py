@@ -65,7 +65,7 @@ class Settings:
 
 
 AUTO: dict[str, Settings] = {
-    s: Settings(None, 2000, 1000, 500, init="uniform",
+    s: Settings(None, 4000, 500, 1000, init="uniform",
                 note="automatic step size; uniform start over the box")
     for s in SAMPLER_NAMES
 }
