@@ -19,11 +19,11 @@ import torch
 from ebmcore.energies import Target
 from ebmcore.exact.density import GridDensity, quadrature
 from ebmcore.exact.summary import GRID, summarize
-from ebmcore.exact.view import SEPARATING_BARRIER, modes, view_box
+from ebmcore.exact.view import SEPARATING_BARRIER, modes
 from ebmcore.sampling.adapt import run_auto, sgld_step_size
 from ebmcore.sampling.runner import sample
 from ebmcore.targets.registry import TARGETS, make_target
-from ebmcore.targets.settings import SAMPLER_NAMES, Settings, settings_for
+from ebmcore.targets.settings import SAMPLER_NAMES, Settings, settings_for, view_start
 
 __all__ = ["LIMITS", "choose", "connected", "measure", "passes", "start", "table"]
 
@@ -44,14 +44,8 @@ def _round(v: float, down: bool = False) -> float:
 
 
 def start(gd: GridDensity) -> tuple[tuple[float, float], float]:
-    """Gaussian start over the view box: its centre, and a quarter of its shorter side.
-
-    The shorter side: a start wider than the mass's narrow direction puts chains in the
-    stiff tails (banana's far arms), where MALA rejects nearly every proposal and sticks.
-    """
-    x0, x1, y0, y1 = view_box(gd)
-    centre = (round((x0 + x1) / 2, 2), round((y0 + y1) / 2, 2))
-    return centre, _round(min(x1 - x0, y1 - y0) / 4)
+    """The start rule of the table: see :func:`ebmcore.targets.settings.view_start`."""
+    return view_start(gd)
 
 
 def connected(gd: GridDensity) -> bool:

@@ -28,11 +28,16 @@ chains, noise on, uniform start over its box.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
+from ebmcore.energies import ValidationError
+from ebmcore.exact.density import GridDensity
+from ebmcore.exact.view import view_box
 from ebmcore.sampling.runner import SampleConfig
 
-__all__ = ["AUTO", "SAMPLER_NAMES", "SETTINGS", "Settings", "settings_for"]
+__all__ = ["AUTO", "SAMPLER_NAMES", "SETTINGS", "Settings", "auto_settings", "settings_for",
+           "view_start"]
 
 SAMPLER_NAMES = ("sgld", "mala", "hmc")
 
@@ -83,6 +88,10 @@ SETTINGS: dict[str, dict[str, Settings]] = {
     "gaussian": {
         "sgld": Settings(0.3, 1000, 500, 0, init="uniform",
                          note="the reference example: eps 0.3, 1000 steps, 500 chains"),
+        "mala": _s(1.6, 1000, (-0.13, -0.07), 2.1,
+                  note="measured: eps 1.6, 1000 steps"),
+        "hmc": _s(1.2, 1000, (-0.13, -0.07), 2.1,
+                  note="measured: eps 1.2, 1000 steps"),
     },
     "mixture": {
         "sgld": _s(0.031, 1000, (-0.03, 0), 1.3,
@@ -99,6 +108,14 @@ SETTINGS: dict[str, dict[str, Settings]] = {
                   note="measured: eps 0.04, 10000 steps; misses the criteria"),
         "hmc": _s(0.1, 1000, (-0.09, 2.23), 1.5,
                   note="measured: eps 0.1, 1000 steps"),
+    },
+    "donut": {
+        "sgld": _s(0.044, 10000, (-0.03, 0), 1.3,
+                  note="measured: eps 0.044, 10000 steps"),
+        "mala": _s(0.15, 3000, (-0.03, 0), 1.3,
+                  note="measured: eps 0.15, 3000 steps"),
+        "hmc": _s(0.36, 1000, (-0.03, 0), 1.3,
+                  note="measured: eps 0.36, 1000 steps"),
     },
     "funnel": {
         "sgld": _s(0.023, 10000, (0, -0.08), 1.5,
@@ -151,10 +168,18 @@ SETTINGS: dict[str, dict[str, Settings]] = {
     "u3": {
         "sgld": _s(0.0045, 10000, (-0.04, -0.34), 1.1,
                   note="measured: eps 0.0045, 10000 steps; misses the criteria"),
+        "mala": _s(0.047, 10000, (-0.04, -0.34), 1.1,
+                  note="measured: eps 0.047, 10000 steps; misses the criteria"),
+        "hmc": _s(0.24, 1000, (-0.04, -0.34), 1.1,
+                  note="measured: eps 0.24, 1000 steps"),
     },
     "u4": {
         "sgld": _s(0.0027, 10000, (-0.04, -1.41), 1.6,
                   note="measured: eps 0.0027, 10000 steps; misses the criteria"),
+        "mala": _s(0.048, 10000, (-0.04, -1.41), 1.6,
+                  note="measured: eps 0.048, 10000 steps; misses the criteria"),
+        "hmc": _s(0.23, 1000, (-0.04, -1.41), 1.6,
+                  note="measured: eps 0.23, 1000 steps"),
     },
 }
 
@@ -162,7 +187,33 @@ SETTINGS: dict[str, dict[str, Settings]] = {
 def settings_for(target_name: str, sampler: str) -> Settings:
     """The defaults of ``sampler`` on registry target ``target_name``; :data:`AUTO` otherwise."""
     if sampler not in SAMPLER_NAMES:
-        from ebmcore.energies import ValidationError
-
         raise ValidationError(f"unknown sampler {sampler!r}; choose {', '.join(SAMPLER_NAMES)}")
     return SETTINGS.get(target_name, AUTO).get(sampler, AUTO[sampler])
+
+
+def _round2(v: float) -> float:
+    """Two significant digits."""
+    if v == 0 or not math.isfinite(v):
+        return v
+    e = math.floor(math.log10(abs(v))) - 1
+    return float(round(v / 10**e) * 10**e)
+
+
+def view_start(gd: GridDensity) -> tuple[tuple[float, float], float]:
+    """Gaussian start over the view box: its centre, and a quarter of its shorter side.
+
+    The shorter side: a start wider than the mass's narrow direction puts chains in the
+    stiff tails (banana's far arms), where MALA rejects nearly every proposal and sticks.
+    """
+    x0, x1, y0, y1 = view_box(gd)
+    centre = (round((x0 + x1) / 2, 2) + 0.0, round((y0 + y1) / 2, 2) + 0.0)
+    return centre, _round2(min(x1 - x0, y1 - y0) / 4)
+
+
+def auto_settings(sampler: str, gd: GridDensity) -> Settings:
+    """:data:`AUTO` with the registry's start rule, for a target whose density ``gd`` is known
+    (a formula): a Gaussian over its view box instead of the uniform start."""
+    centre, std = view_start(gd)
+    return dataclasses.replace(settings_for("formula", sampler), init="gaussian",
+                               init_point=centre, init_std=std,
+                               note="automatic step size; Gaussian start over the view box")
