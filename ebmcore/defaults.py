@@ -1,9 +1,10 @@
 """Default settings, in one place: sampling per target and sampler, training per method.
 
-The CLI, the configs and the dashboard read their defaults from here.  Lookups go
-from the most general entry to the most specific, :data:`ANY` standing for "every
-target / sampler / data set not listed", so a later per-target or per-data-set
-entry only needs the values that differ.
+The CLI, the configs and the dashboard read their defaults from here.  The sampling
+table itself, measured per registry target, is :data:`ebmcore.targets.settings.SETTINGS`;
+:func:`sampling_defaults` is the one way to read it.  Training lookups go from the most
+general entry to the most specific, :data:`ANY` standing for "every data set not
+listed", so a per-data-set entry only needs the values that differ.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ __all__ = [
     "DEFAULT_TARGET",
     "FLOW_DEFAULTS",
     "METHOD_DEFAULTS",
-    "SAMPLING",
     "TRAINING",
     "flow_defaults",
     "sampling_defaults",
@@ -28,13 +28,9 @@ __all__ = [
 
 ANY = "*"  # the fallback key of every table below
 
-# -- sampling: target -> sampler -> settings (fields of SampleConfig) ----------
+# -- sampling: the reference example is SGLD on the Gaussian, eps 0.3, 1000 steps, noise on
 DEFAULT_TARGET = "gaussian"
 DEFAULT_SAMPLER = "sgld"
-SAMPLING: dict[str, dict[str, dict[str, object]]] = {
-    # the reference example: SGLD on the Gaussian, eps 0.3, 1000 steps, 500 chains, noise on
-    ANY: {ANY: {"step_size": 0.3, "steps": 1000, "chains": 500, "noise": True}},
-}
 
 # -- training: method -> data set -> settings (fields of TrainConfig) ----------
 DEFAULT_DATASET = "mixture"
@@ -69,8 +65,17 @@ def _lookup(table: Mapping[str, Mapping[str, Mapping[str, object]]], outer: str,
 
 def sampling_defaults(target: str = DEFAULT_TARGET,
                       sampler: str = DEFAULT_SAMPLER) -> dict[str, object]:
-    """The sampler settings for ``target``, falling back to the reference example."""
-    return {"sampler": sampler, **_lookup(SAMPLING, target, sampler)}
+    """The settings of ``sampler`` on ``target`` as SampleConfig fields.
+
+    ``step_size`` is None where it is chosen automatically (targets outside the registry,
+    such as typed formulas: :func:`ebmcore.sampling.adapt.run_auto`).
+    """
+    from ebmcore.targets.settings import settings_for  # it builds SampleConfigs: import late
+
+    s = settings_for(target, sampler)
+    return {"sampler": sampler, "step_size": s.step_size, "steps": s.steps, "chains": s.chains,
+            "burn_in": s.burn_in, "n_leapfrog": s.n_leapfrog, "init": s.init,
+            "init_point": s.init_point, "init_std": s.init_std, "noise": True}
 
 
 def training_defaults(method: str, dataset: str = ANY) -> dict[str, object]:

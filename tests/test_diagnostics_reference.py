@@ -36,7 +36,6 @@ import numpy as np
 import pytest
 
 from ebmcore.exact.diagnostics import autocorrelation, ess_bulk, split_rhat
-from ebmcore.sampling.kernels import SAMPLERS
 from ebmcore.sampling.runner import SampleConfig, sample
 from ebmcore.targets.registry import TARGETS, make_target
 
@@ -141,10 +140,12 @@ def test_stuck_chains_and_single_chain_differ_by_design():
     assert math.isnan(ess_bulk(bad)) and math.isnan(ref_ess(bad))
 
 
-STEP = {"sgld": 0.01, "mala": 0.05, "hmc": 0.05}  # stable on every registry target
+# Stable on every registry target.  Annealed Langevin is left out: it builds a ladder of
+# smoothed grids per target (tests/test_annealed.py covers it) and its draws are Langevin's.
+STEP = {"sgld": 0.01, "mala": 0.05, "hmc": 0.05, "underdamped": 0.05}
 
 
-@pytest.mark.parametrize("sampler", list(SAMPLERS))
+@pytest.mark.parametrize("sampler", list(STEP))
 @pytest.mark.parametrize("name", list(TARGETS))
 def test_the_labs_own_runs_agree_with_arviz_stats(name, sampler):
     target = make_target(name)

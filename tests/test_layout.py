@@ -19,9 +19,10 @@ from ebmcore.ebm.models import ModelConfig
 from ebmcore.ebm.negatives import langevin
 from ebmcore.ebm.training import METHODS, TrainConfig, Trainer
 from ebmcore.energies import ValidationError
+from ebmcore.sampling import SAMPLERS
 from ebmcore.sampling.kernels import init_state, noise_std, sgld_step, sgld_update
 from ebmcore.sampling.runner import SampleConfig
-from ebmcore.targets.registry import make_target
+from ebmcore.targets.registry import TARGETS, make_target
 
 BOX = Box(-1.0, 3.0, 2.0, 4.0)
 
@@ -64,19 +65,22 @@ def test_sgld_update_is_the_one_langevin_line():
 
 def test_sampler_defaults_are_the_reference_example():
     ref = defaults.sampling_defaults()
-    assert ref == {"sampler": "sgld", "step_size": 0.3, "steps": 1000, "chains": 500,
-                   "noise": True}
+    assert {k: ref[k] for k in ("sampler", "step_size", "steps", "chains", "noise")} == {
+        "sampler": "sgld", "step_size": 0.3, "steps": 1000, "chains": 500, "noise": True}
     d = SampleConfig()
     assert {k: getattr(d, k) for k in ref} == ref  # SampleConfig agrees with the table
 
 
-def test_sampling_lookup_falls_back_entry_by_entry(monkeypatch):
-    table = {**defaults.SAMPLING, "banana": {"mala": {"step_size": 0.05}}}
-    monkeypatch.setattr(defaults, "SAMPLING", table)
-    got = defaults.sampling_defaults("banana", "mala")
-    assert got == {"sampler": "mala", "step_size": 0.05, "steps": 1000, "chains": 500,
-                   "noise": True}
-    assert defaults.sampling_defaults("banana", "sgld")["step_size"] == 0.3
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_every_registry_target_has_sampler_defaults_that_validate(sampler):
+    for name in TARGETS:
+        d = defaults.sampling_defaults(name, sampler)
+        assert d["step_size"] is not None and d["sampler"] == sampler
+        SampleConfig(**d).validate()
+    assert defaults.sampling_defaults("formula", sampler)["step_size"] is None  # auto
+    if sampler in ("underdamped", "annealed"):  # SGLD's measured row
+        assert defaults.sampling_defaults("banana", sampler) == {
+            **defaults.sampling_defaults("banana", "sgld"), "sampler": sampler}
 
 
 @pytest.mark.parametrize("method", METHODS)

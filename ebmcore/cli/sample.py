@@ -22,15 +22,21 @@ from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.summary import GRID, RunSummary, summarize
 from ebmcore.interop.frames import final_frame, trace_frame
+from ebmcore.sampling.adapt import run_auto
 from ebmcore.sampling.kernels import SAMPLERS
 from ebmcore.sampling.runner import INITS, Progress, SampleConfig, run
 from ebmcore.targets.registry import TARGETS, make_target
 
 __all__ = ["FORMULA_BOX", "OUT_FORMATS", "add_parser", "build_target", "cmd_sample",
-           "fmt_value", "jsonable"]
+           "fmt_value", "jsonable", "step_size_arg"]
 
 OUT_FORMATS = (".csv", ".parquet", ".nc")
 FORMULA_BOX = (-4.0, 4.0, -4.0, 4.0)  # default box of --target formula
+
+
+def step_size_arg(text: str) -> float | str:
+    """argparse type: a finite eps (its sign is checked with the config), or ``"auto"``."""
+    return "auto" if text.strip().lower() == "auto" else finite_float(text)
 
 
 def add_parser(sub, epilog: str = "") -> None:
@@ -57,29 +63,32 @@ def add_parser(sub, epilog: str = "") -> None:
     p.add_argument("--steps", type=int,
                    help=f"transitions per chain T (default: per target and sampler, "
                    f"{ref['steps']})")
-    p.add_argument("--step-size", type=finite_float, metavar="EPS",
-                   help=f"eps, the leapfrog step for HMC (default: per target and sampler, "
-                   f"{ref['step_size']:g})")
+    p.add_argument("--step-size", type=step_size_arg, metavar="EPS",
+                   help=f"eps (the leapfrog step for HMC), or 'auto': MALA/HMC adapt it during "
+                   f"the burn-in (dual averaging), SGLD takes it from the curvature (default: per "
+                   f"target and sampler, {ref['step_size']:g})")
     p.add_argument("--no-noise", action="store_true",
                    help="SGLD without noise: gradient descent to a mode (MAP)")
     p.add_argument("--temperature", type=finite_float, default=d.temperature,
                    help="T > 0 samples p^(1/T) (statistics still compare with p)")
-    p.add_argument("--leapfrog", type=int, default=d.n_leapfrog, metavar="L",
-                   help="HMC leapfrog steps")
+    p.add_argument("--leapfrog", type=int, metavar="L",
+                   help="HMC leapfrog steps (default: per target)")
     p.add_argument("--friction", type=finite_float, default=d.friction, metavar="G",
                    help="underdamped friction gamma (large: overdamped Langevin)")
     p.add_argument("--levels", type=int, default=d.levels, metavar="L",
                    help="annealed noise levels (halving from --sigma-max, the last the target)")
     p.add_argument("--sigma-max", type=finite_float, default=d.sigma_max, metavar="S",
                    help="annealed widest Gaussian smoothing")
-    p.add_argument("--burn-in", type=int, default=d.burn_in, metavar="B",
-                   help="steps left out of ESS, R-hat and acceptance")
+    p.add_argument("--burn-in", type=int, metavar="B",
+                   help="steps left out of ESS, R-hat and acceptance (default: per target and "
+                   "sampler; with --step-size auto, MALA/HMC adapt eps during it)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the one random stream")
-    p.add_argument("--init", choices=INITS, default=d.init,
-                   help="initial points: uniform over the box, a gaussian, or one point")
-    p.add_argument("--init-point", type=numbers(2), default=d.init_point, metavar="X,Y",
+    p.add_argument("--init", choices=INITS,
+                   help="initial points: uniform over the box, a gaussian, or one point "
+                   "(default: per target)")
+    p.add_argument("--init-point", type=numbers(2), metavar="X,Y",
                    help="centre for --init gaussian / point")
-    p.add_argument("--init-std", type=finite_float, default=d.init_std,
+    p.add_argument("--init-std", type=finite_float,
                    help="std of --init gaussian")
     p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype)
     p.add_argument("--device", default=d.device, help="cpu or cuda")
@@ -160,17 +169,30 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ValidationError(f"seed must be in [0, 2**63), got {args.seed}")
     target = build_target(args.target, key_values(args.param), args.box)
     d = sampling_defaults(args.target, args.sampler)
-    given = {"step_size": args.step_size, "steps": args.steps, "chains": args.chains}
+    given = {"steps": args.steps, "chains": args.chains, "burn_in": args.burn_in,
+             "n_leapfrog": args.leapfrog, "init": args.init, "init_point": args.init_point,
+             "init_std": args.init_std}
+    if args.steps is not None and args.burn_in is None:  # keep the default's share of burn-in
+        given["burn_in"] = int(d["burn_in"]) * max(args.steps, 0) // int(d["steps"])
+    auto = args.step_size == "auto" or (args.step_size is None and d["step_size"] is None)
+    eps = 1.0 if auto else d["step_size"] if args.step_size is None else args.step_size
     cfg = SampleConfig(
-        sampler=args.sampler, **{k: d[k] if v is None else v for k, v in given.items()},
+        sampler=args.sampler, step_size=eps, **{k: d[k] if v is None else v
+                                                for k, v in given.items()},
         noise=not args.no_noise and bool(d["noise"]), temperature=args.temperature,
-        n_leapfrog=args.leapfrog, friction=args.friction, levels=args.levels,
-        sigma_max=args.sigma_max, burn_in=args.burn_in, seed=args.seed, dtype=args.dtype,
-        device=args.device, init=args.init, init_point=args.init_point,
-        init_std=args.init_std).validate()
-    last, stopped = _run(target, cfg, args)
+        friction=args.friction, levels=args.levels, sigma_max=args.sigma_max, seed=args.seed,
+        dtype=args.dtype, device=args.device).validate()
+    gd = quadrature(target.energy, target.box, GRID)
+    explanation = None
+    if auto:  # adapt, then run at the frozen eps (statistics after adaptation only)
+        result = run_auto(target, cfg, gd)
+        stopped, explanation = False, result.explanation
+        last = Progress(result.trace.done, result.trace.done, result.trace)
+        cfg = dataclasses.replace(cfg, step_size=result.step_size)
+    else:
+        last, stopped = _run(target, cfg, args)
     trace = last.trace
-    summary = summarize(trace, target, quadrature(target.energy, target.box, GRID))
+    summary = summarize(trace, target, gd)
     if out is not None:
         _write(out, trace, target, summary, args.trace)
     if summary.divergence:
@@ -182,7 +204,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         record = {"target": target.name, "params": jsonable(dict(target.params)),
                   "box": list(target.box), "config": jsonable(dataclasses.asdict(cfg)),
                   "out": str(out) if out else None, "steps_done": last.step,
-                  "interrupted": stopped, **summary.to_dict()}
+                  "interrupted": stopped, "step_size_auto": explanation, **summary.to_dict()}
         print(json.dumps(record, allow_nan=False))
     elif not args.quiet:
         print(_table(target, cfg, summary))

@@ -39,6 +39,7 @@ import torch
 
 from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.summary import RunSummary, summarize
+from ebmcore.sampling.kernels import METROPOLIS
 from ebmcore.sampling.runner import SampleConfig, Trace
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def _diverging(trace: Trace) -> np.ndarray:
 
 def _accepted(trace: Trace) -> np.ndarray | None:
     """``(N, S)`` accept indicators for MALA/HMC recorded at every step, else None."""
-    if trace.config.sampler == "sgld" or trace.thin != 1:
+    if trace.config.sampler not in METROPOLIS or trace.thin != 1:
         return None
     pos = trace.positions
     moved = torch.zeros(pos.shape[:2], dtype=torch.bool)

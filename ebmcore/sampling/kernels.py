@@ -22,6 +22,7 @@ from torch import Tensor
 from ebmcore.energies import Energy, energy_and_grad
 
 __all__ = [
+    "METROPOLIS",
     "SAMPLERS",
     "GradFn",
     "SamplerState",
@@ -179,3 +180,4 @@ SAMPLERS: dict[str, Callable[..., tuple[SamplerState, StepInfo]]] = {
     "hmc": hmc_step,
 }
 """Kernel registry: name -> step function.  Front ends list its keys."""
+METROPOLIS = ("mala", "hmc")  # kernels with an accept/reject step (an acceptance rate)

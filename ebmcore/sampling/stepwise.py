@@ -18,11 +18,17 @@ import torch
 from torch import Tensor
 
 from ebmcore.energies import Target, ValidationError
-from ebmcore.sampling.kernels import SamplerState, hmc_step, init_state, mala_step
+from ebmcore.sampling.kernels import (
+    METROPOLIS,
+    SamplerState,
+    hmc_step,
+    init_state,
+    mala_step,
+)
 
 __all__ = ["MAX_CHAINS", "MAX_STEPS", "STEPWISE", "step_by_step", "steps"]
 
-STEPWISE = ("mala", "hmc")  # samplers with a proposal to draw
+STEPWISE = METROPOLIS  # samplers with a proposal to draw
 MAX_CHAINS = 64  # a few chains: every proposal is kept
 MAX_STEPS = 5000
 
