@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import streamlit as st
-import torch
 
 from dashboard import cache, live, state, train_live, url, url_fields
 from dashboard.url_fields import AUTO, EPS_MAX, FORMULA
@@ -169,22 +168,10 @@ def build_trainer(values: dict[str, Any]) -> Any:
         seed=int(values["seed"]), flow=values["flow"], flow_steps=int(values["K"]))
 
 
-def run_inputs(tkey: tuple, cfg: SampleConfig, auto: bool
-               ) -> tuple[SampleConfig, torch.Tensor | None, str | None]:
-    """What a run starts from: ``cfg`` with an automatic eps resolved, the initial points
-    when they are uniform (over the view box, not the quadrature box, which can be far
-    wider than the mass), and how eps was chosen.  ValidationError if auto cannot work."""
-    target = cache.target(tkey)
-    why = None
-    if auto:
-        eps, why = live.auto_step(target, cfg, cache.density(tkey))
-        cfg = replace(cfg, step_size=eps).validate()
-    x0 = None
-    if cfg.init == "uniform":
-        a, b, c, d = cache.view(tkey)
-        # a stream of its own: the run's generator (seeded with cfg.seed) draws the noise
-        gen = torch.Generator().manual_seed(cfg.seed + 2**40)
-        u01 = torch.rand(cfg.chains, 2, generator=gen, dtype=cfg.torch_dtype)
-        x0 = torch.tensor([a, c], dtype=cfg.torch_dtype) + u01 * torch.tensor(
-            [b - a, d - c], dtype=cfg.torch_dtype)
-    return cfg, x0, why
+def run_inputs(tkey: tuple, cfg: SampleConfig, auto: bool) -> tuple[SampleConfig, str | None]:
+    """``cfg`` with an automatic eps resolved, and how eps was chosen (None when given).
+    ValidationError where auto cannot work (no positive curvature where the mass is)."""
+    if not auto:
+        return cfg, None
+    eps, why = live.auto_step(cache.target(tkey), cfg, cache.density(tkey))
+    return replace(cfg, step_size=eps).validate(), why

@@ -39,6 +39,7 @@ __all__ = [
     "TARGET_CHOICES",
     "TRAIN_SECTIONS",
     "TRAIN_STAGES",
+    "burn_field",
     "defaults_for",
     "loaded_note",
     "param_fields",
@@ -88,15 +89,18 @@ def _not(name: str, *options: str) -> Callable[[Mapping[str, Any]], bool]:
 
 
 def defaults_for(target: str, sampler: str) -> dict[str, Any]:
-    """Widget values of the run settings that ``target`` and ``sampler`` bring."""
-    c = SampleConfig(**sampling_defaults(target, sampler))
-    eps = c.step_size
-    return {"eps": fmt_float(eps), "steps": c.steps, "chains": c.chains, "burn": c.burn_in,
-            "init": c.init, "x0": ", ".join(f"{v:g}" for v in c.init_point),
-            "std": c.init_std, "leapfrog": c.n_leapfrog, "friction": c.friction,
-            "levels": c.levels, "sigma_max": c.sigma_max,
+    """Widget values of the run settings that ``target`` and ``sampler`` bring (the measured
+    per-target table; an automatic eps for formulas)."""
+    d, c = sampling_defaults(target, sampler), SampleConfig()
+    eps = d["step_size"]
+    ref = eps if eps is not None else c.step_size  # the sweep's centre when eps is automatic
+    return {"eps": AUTO if eps is None else fmt_float(eps), "steps": d["steps"],
+            "chains": d["chains"], "burn": d["burn_in"], "init": d["init"],
+            "x0": ", ".join(f"{v:g}" for v in d["init_point"]), "std": float(d["init_std"]),
+            "leapfrog": d["n_leapfrog"], "friction": c.friction, "levels": c.levels,
+            "sigma_max": c.sigma_max,
             # the eps sweep: from well inside the stable range to past the default
-            "sw_lo": float(f"{eps / 15:.2g}"), "sw_hi": float(f"{eps * 5:.2g}")}
+            "sw_lo": float(f"{ref / 15:.2g}"), "sw_hi": float(f"{ref * 5:.2g}")}
 
 
 SAMPLER_OWN = ("eps", "leapfrog", "friction", "levels", "sigma_max")  # what a sampler brings
@@ -217,15 +221,21 @@ def sampler_fields(target: str = DEFAULT_TARGET, sampler: str = "sgld", *,
         Field("std", d["std"], number(hi=1e3, positive=True), fmt_float,
               show=_is("init", "gaussian"),
               widget=u.number_box("std", min_value=1e-6, max_value=1e3, format="%g")),
-        Field("burn", d["burn"], number(0, MAX_STEPS - 1, integer=True),
-              widget=u.number_box("burn-in (steps)", min_value=0, step=10,
-                                  help="Steps excluded from ESS, R-hat and acceptance (auto "
-                                       "MALA / HMC: the steps that tune ε).")),
+        burn_field(target, sampler, d["steps"]),
     ]
     if not with_sampler:
         fields = [f for f in fields if f.name not in ("noise", "leapfrog", "friction", "levels",
                                                       "sigma_max")]
     return fields
+
+
+def burn_field(target: str, sampler: str, steps: int) -> Field:
+    """Burn-in, whose default must stay below the chain length (a link may pin only that)."""
+    b = defaults_for(target, sampler)["burn"]
+    return Field("burn", b if b < steps else steps // 4, number(0, MAX_STEPS - 1, integer=True),
+                 widget=u.number_box("burn-in (steps)", min_value=0, step=10,
+                                     help="Steps excluded from ESS, R-hat and acceptance "
+                                          "(auto MALA / HMC: the steps that tune ε)."))
 
 
 def _param_parse(name: str, p: Param) -> Callable[[str], Any]:
@@ -300,10 +310,14 @@ def sampler_stages(*, with_sampler: bool = True, sweep: bool = False) -> list[u.
     if with_sampler:
         first.append(Field("sampler", "sgld", choice(tuple(SAMPLER_LABELS)),
                            widget=_sampler_widget))
+    def run_fields(v: Mapping[str, Any]) -> list[Field]:
+        fs = sampler_fields(v["target"], v.get("sampler", "sgld"), with_sampler=with_sampler)
+        return [f for f in fs if f.name != "burn"] + param_fields(v["target"])
+
     stages: list[u.Stage] = [
         lambda v: first,
-        lambda v: sampler_fields(v["target"], v.get("sampler", "sgld"),
-                                 with_sampler=with_sampler) + param_fields(v["target"]),
+        run_fields,
+        lambda v: [burn_field(v["target"], v.get("sampler", "sgld"), int(v["steps"]))],
     ]
     if sweep:
         stages.append(_sweep_fields)

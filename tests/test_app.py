@@ -175,7 +175,7 @@ def test_each_playground_control_changes_the_run(name, value, effect):
     before_tv = metric(at, "discrepancy (TV)")
     w = widget(at, "playground", name)
     (w.input(value) if name in ("eps", "p.cov") else w.set_value(value))
-    run(at)
+    finish_live(run(at), "playground", "playground.py")  # a new target brings longer runs
     pts, figs = chain_points(at), charts(at)
     if effect == "spread":  # a larger eps or T widens SGLD's law
         assert np.std(pts) > 1.05 * np.std(before_pts)

@@ -11,8 +11,8 @@ from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
 from dashboard.url_fields import SAMPLER_LABELS
 from ebmcore.energies import ValidationError
 from ebmcore.exact.diagnostics import likelihood_curve
-from ebmcore.exact.view import chains_in_modes
 from ebmcore.exact.summary import summarize
+from ebmcore.exact.view import chains_in_modes
 
 PAGE = "playground"
 ss = st.session_state
@@ -101,11 +101,11 @@ def main() -> None:
     r = state.get(ss, "run", PAGE)
     if r is None or r.key != run_key:
         try:
-            cfg, x0, why = url_build.run_inputs(tkey, form.config, form.auto)
+            cfg, why = url_build.run_inputs(tkey, form.config, form.auto)
         except ValidationError as exc:
             st.error(str(exc), icon=":material/error:")
             return
-        r = live.start(run_key, target, cfg, x0)
+        r = live.start(run_key, target, cfg)
         r.memo["auto"], r.memo["cfg"] = why, cfg
         state.put(ss, "run", PAGE, r)
     if not r.finished:

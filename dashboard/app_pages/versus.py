@@ -120,13 +120,13 @@ def main() -> None:
     runs = state.get(ss, "run", PAGE)
     if runs is None or runs[0].key != keys[0]:
         try:
-            cfg, x0, why = url_build.run_inputs(tkey, base, form.auto)
+            cfg, why = url_build.run_inputs(tkey, base, form.auto)
         except ValidationError as exc:
             st.error(str(exc), icon=":material/error:")
             return
-        # the same initial points for both: the noise is the only difference
-        runs = tuple(live.start(k, target, c, None if x0 is None else x0.clone())
-                     for k, c in zip(keys, (cfg, replace(cfg, noise=False)), strict=True))
+        # the same seed, so the same initial points: the noise is the only difference
+        runs = (live.start(keys[0], target, cfg),
+                live.start(keys[1], target, replace(cfg, noise=False)))
         runs[0].memo["auto"], runs[0].memo["cfg"] = why, cfg
         state.put(ss, "run", PAGE, runs)
     live.advance_all(runs, SYNC_BUDGET_S)
