@@ -13,6 +13,7 @@ Widgets never receive ``value=``: session state is the one source.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,14 +21,20 @@ from typing import Any
 import streamlit as st
 
 from dashboard import settings, state
-from dashboard.settings import Field
+from dashboard.settings import Field, number
+from ebmcore.energies import Param
 
 __all__ = [
+    "AUTO",
+    "EPS_MAX",
     "Section",
     "Stage",
+    "eps_text",
+    "eps_widget",
     "form",
     "log_select",
     "number_box",
+    "param_widget",
     "radio",
     "select",
     "show_notes",
@@ -128,6 +135,72 @@ def log_select(label: str, grid: Sequence[float], *, help: str | None = None,
         wk = state.widget_key(page, name)
         options = sorted(set(grid) | {ss[wk]})
         st.select_slider(label, options=options, key=wk, help=help, format_func=fmt)
+
+    return draw
+
+
+EPS_GRID = tuple(sorted({round(m * 10.0**e, 6) for e in range(-3, 1)
+                         for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)} | {10.0}))
+AUTO = "auto"  # the eps text that asks for an automatic step size
+EPS_MAX = 10.0
+
+
+def eps_text(t: str) -> str:
+    """Parser of the eps field: a number in (0, EPS_MAX], or auto."""
+    if t.strip().lower() == AUTO:
+        return AUTO
+    number(positive=True, hi=EPS_MAX)(t)
+    return t.strip()
+
+
+def eps_widget(page: str, name: str, values: Mapping[str, Any]) -> str | None:
+    """A log slider (with "auto" first) and an exact field for eps, kept in step."""
+    tk, sk = state.widget_key(page, "eps"), state.widget_key(page, "eps_slider")
+    t = str(ss[tk]).strip()
+    try:
+        ss[sk] = AUTO if t.lower() == AUTO else float(eps_text(t))
+    except ValueError:
+        ss.setdefault(sk, AUTO)
+
+    def from_slider() -> None:
+        v = ss[sk]
+        ss[tk] = AUTO if v == AUTO else f"{v:g}"
+
+    nums = sorted(set(EPS_GRID) | ({ss[sk]} - {AUTO}))
+    st.select_slider("step size ε", options=[AUTO, *nums], key=sk, on_change=from_slider,
+                     format_func=lambda v: str(v) if v == AUTO else f"{v:g}",
+                     help="Langevin step size on a log scale; type an exact value below. "
+                          "For HMC, the leapfrog step. auto: chosen from the target (SGLD: "
+                          "its curvature; MALA, HMC: tuned towards an acceptance rate during "
+                          "burn-in).")
+    st.text_input("ε (exact)", key=tk, help="Any number > 0 (at most 10), or auto.")
+    try:
+        eps_text(str(ss[tk]))
+    except ValueError as exc:
+        return f"eps: {exc}"
+    return None
+
+
+def param_widget(p: Param) -> Widget:
+    """The widget of a target parameter: a number input in its range, or a text field for
+    a vector or matrix."""
+
+    def draw(page: str, name: str, values: Mapping[str, Any]) -> None:
+        wk, label = state.widget_key(page, name), name.removeprefix("p.")
+        if isinstance(p.default, tuple):
+            hint = "row-major a, b, c, d" if p.positive_definite else f"{p.size} numbers"
+            st.text_input(f"{label} ({hint})", key=wk, help=p.doc)
+            return
+        ss[wk] = (int if p.integer else float)(ss[wk])  # number_input wants one numeric type
+        if p.integer:
+            st.number_input(label, min_value=int(p.low) if p.low is not None else None,
+                            max_value=int(p.high) if p.high is not None else None, step=1,
+                            key=wk, help=p.doc)
+        else:
+            span = (p.high - p.low) if p.low is not None and p.high is not None else 10.0
+            step = 10.0 ** math.floor(math.log10(span / 20)) if span > 0 else 0.1
+            st.number_input(label, min_value=p.low, max_value=p.high, step=step, format="%g",
+                            key=wk, help=p.doc)
 
     return draw
 

@@ -16,7 +16,8 @@ from typing import Any
 import streamlit as st
 
 from dashboard import cache, live, state, train_live, url, url_fields
-from dashboard.url_fields import AUTO, EPS_MAX, FORMULA
+from dashboard.url import AUTO, EPS_MAX
+from dashboard.url_fields import FORMULA
 from ebmcore.ebm.models import ModelConfig
 from ebmcore.energies import ValidationError
 from ebmcore.sampling.runner import SampleConfig

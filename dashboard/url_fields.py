@@ -9,7 +9,6 @@ The sampler pages (playground, SGLD vs MAP) share :func:`sampler_stages` and
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,6 +26,7 @@ from dashboard.settings import (
     number_list,
     text,
 )
+from dashboard.url import AUTO
 from ebmcore.defaults import DEFAULT_TARGET, flow_defaults, sampling_defaults, training_defaults
 from ebmcore.ebm.data import dataset_names
 from ebmcore.energies import Param, ValidationError
@@ -51,7 +51,6 @@ __all__ = [
 
 ss = st.session_state
 FORMULA = "formula"  # the "own formula" entry of the target select
-EPS_MAX = 10.0
 TARGET_CHOICES = (*TARGETS, FORMULA)
 DEFAULT_FORMULA = "-logsumexp(-((x - 2)**2 + y**2) / 2, -((x + 2)**2 + y**2) / 2)"
 DEFAULT_BOX = "-4, 4, -4, 4"
@@ -59,22 +58,12 @@ SAMPLER_LABELS = {"sgld": "SGLD", "mala": "MALA", "hmc": "HMC", "underdamped": "
                   "annealed": "annealed"}
 INIT_LABELS = {"uniform": "uniform on box", "gaussian": "Gaussian", "point": "point"}
 
-EPS_GRID = tuple(sorted({round(m * 10.0**e, 6) for e in range(-3, 1)
-                         for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)} | {10.0}))
 STEPS_GRID = (1, 10, 20, 50, 100, 200, 300, 500, 1000, 2000, 3000, 5000, 10_000, 20_000,
               50_000, 100_000, 200_000, 500_000, 1_000_000)
 CHAINS_GRID = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000,
                100_000, 200_000, 500_000, 1_000_000, 2_000_000)
 TEMP_GRID = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 SWEEP_CHAINS = (1000, 2000, 5000, 10_000, 20_000, 50_000)
-AUTO = "auto"  # the eps text that asks for an automatic step size
-
-
-def _eps_text(t: str) -> str:
-    if t.strip().lower() == AUTO:
-        return AUTO
-    number(positive=True, hi=EPS_MAX)(t)
-    return t.strip()
 
 
 def _is(name: str, *options: str) -> Callable[[Mapping[str, Any]], bool]:
@@ -131,34 +120,6 @@ def loaded_note(page: str, values: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _eps_widget(page: str, name: str, values: Mapping[str, Any]) -> str | None:
-    """A log slider (with "auto" first) and an exact field for eps, kept in step."""
-    tk, sk = state.widget_key(page, "eps"), state.widget_key(page, "eps_slider")
-    t = str(ss[tk]).strip()
-    try:
-        ss[sk] = AUTO if t.lower() == AUTO else float(_eps_text(t))
-    except ValueError:
-        ss.setdefault(sk, AUTO)
-
-    def from_slider() -> None:
-        v = ss[sk]
-        ss[tk] = AUTO if v == AUTO else f"{v:g}"
-
-    nums = sorted(set(EPS_GRID) | ({ss[sk]} - {AUTO}))
-    st.select_slider("step size ε", options=[AUTO, *nums], key=sk, on_change=from_slider,
-                     format_func=lambda v: str(v) if v == AUTO else f"{v:g}",
-                     help="Langevin step size on a log scale; type an exact value below. "
-                          "For HMC, the leapfrog step. auto: chosen from the target (SGLD: "
-                          "its curvature; MALA, HMC: tuned towards an acceptance rate during "
-                          "burn-in).")
-    st.text_input("ε (exact)", key=tk, help="Any number > 0 (at most 10), or auto.")
-    try:
-        _eps_text(str(ss[tk]))
-    except ValueError as exc:
-        return f"eps: {exc}"
-    return None
-
-
 def _target_widget(page: str, name: str, values: Mapping[str, Any]) -> None:
     st.selectbox("target", TARGET_CHOICES, key=state.widget_key(page, name),
                  format_func=lambda k: "✎ own formula" if k == FORMULA else k,
@@ -184,7 +145,7 @@ def sampler_fields(target: str = DEFAULT_TARGET, sampler: str = "sgld", *,
     """The run settings after target and sampler, with the defaults of that pair."""
     d = defaults_for(target, sampler)
     fields = [
-        Field("eps", d["eps"], _eps_text, widget=_eps_widget),
+        Field("eps", d["eps"], u.eps_text, widget=u.eps_widget),
         Field("noise", True, boolean, fmt_bool, show=_is("sampler", "sgld"), keep_drawn=True,
               widget=u.toggle("noise", enabled=_is("sampler", "sgld"), forced=True,
                               help="Off: no noise, plain gradient descent to the nearest mode "
@@ -249,27 +210,6 @@ def _param_parse(name: str, p: Param) -> Callable[[str], Any]:
     return parse
 
 
-def _param_widget(p: Param) -> u.Widget:
-    def draw(page: str, name: str, values: Mapping[str, Any]) -> None:
-        wk, label = state.widget_key(page, name), name.removeprefix("p.")
-        if isinstance(p.default, tuple):
-            hint = "row-major a, b, c, d" if p.positive_definite else f"{p.size} numbers"
-            st.text_input(f"{label} ({hint})", key=wk, help=p.doc)
-            return
-        ss[wk] = (int if p.integer else float)(ss[wk])  # number_input wants one numeric type
-        if p.integer:
-            st.number_input(label, min_value=int(p.low) if p.low is not None else None,
-                            max_value=int(p.high) if p.high is not None else None, step=1,
-                            key=wk, help=p.doc)
-        else:
-            span = (p.high - p.low) if p.low is not None and p.high is not None else 10.0
-            step = 10.0 ** math.floor(math.log10(span / 20)) if span > 0 else 0.1
-            st.number_input(label, min_value=p.low, max_value=p.high, step=step, format="%g",
-                            key=wk, help=p.doc)
-
-    return draw
-
-
 def param_fields(target_name: str) -> list[Field]:
     """URL fields of a target's parameters (``p.<name>``), or of the formula."""
     if target_name == FORMULA:
@@ -285,7 +225,7 @@ def param_fields(target_name: str) -> list[Field]:
     return [Field(f"p.{k}", ", ".join(f"{x:g}" for x in p.default)
                   if isinstance(p.default, tuple) else p.default,
                   _param_parse(k, p), lambda v: fmt_float(v) if isinstance(v, float) else str(v),
-                  widget=_param_widget(p))
+                  widget=u.param_widget(p))
             for k, p in spec.params.items()]
 
 
