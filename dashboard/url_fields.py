@@ -101,22 +101,26 @@ def load_defaults(page: str, only: tuple[str, ...] | None = None) -> None:
     w = lambda n: state.widget_key(page, n)  # noqa: E731
     target, sampler = ss[w("target")], ss.get(w("sampler"), "sgld")
     d = defaults_for(target, sampler)
-    for k, v in d.items():
-        if w(k) in ss and (only is None or k in only):
-            ss[w(k)] = v
+    loaded = {k: v for k, v in d.items() if w(k) in ss and (only is None or k in only)}
+    for k, v in loaded.items():
+        ss[w(k)] = v
     label = "the formula" if target == FORMULA else target
     what = f"{label}'s {SAMPLER_LABELS[sampler]} settings loaded: ε = {d['eps']}"
     if only is None:
         what += (f", {d['steps']:,} steps, {d['chains']:,} chains, "
                  f"{INIT_LABELS[d['init']]} start")
-    state.put(ss, "loaded", page, (target, sampler, what))
+    state.put(ss, "loaded", page, (target, sampler, what, loaded))
 
 
 def loaded_note(page: str, values: Mapping[str, Any]) -> str | None:
-    """The note of the last settings loaded, while its target and sampler are still chosen."""
+    """The note of the last settings loaded, while the user has changed none of them."""
     kept = state.get(ss, "loaded", page)
-    if kept and kept[:2] == (values["target"], values.get("sampler", "sgld")):
-        return kept[2]
+    if not kept:
+        return None
+    target, sampler, what, loaded = kept
+    same = all(values.get(k, v) == v for k, v in loaded.items())
+    if same and (target, sampler) == (values["target"], values.get("sampler", "sgld")):
+        return what
     return None
 
 

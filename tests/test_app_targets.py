@@ -51,6 +51,10 @@ def test_picking_a_target_loads_its_settings_with_a_note():
     at = finish_live(run(at), "playground", "playground.py")
     assert float(widget(at, "playground", "eps").value) == settings_for("banana", "hmc").step_size
     assert widget(at, "playground", "steps").value == want.steps
+    assert "banana's HMC settings loaded" in captions(at)
+    widget(at, "playground", "eps").input("0.05")  # the user's own value: the note goes
+    at = finish_live(run(at), "playground", "playground.py")
+    assert "settings loaded" not in captions(at) and at.query_params["eps"] == "0.05"
 
 
 def test_a_link_pins_what_it_names_and_the_target_fills_the_rest():
