@@ -36,6 +36,7 @@ __all__ = [
     "number_box",
     "param_widget",
     "radio",
+    "relevant_values",
     "select",
     "show_notes",
     "text_box",
@@ -212,6 +213,11 @@ def values_of(page: str, fields: Sequence[Field]) -> dict[str, Any]:
     """Current widget values of ``fields``."""
     return {f.name: ss[state.widget_key(page, f.name)] for f in fields
             if state.widget_key(page, f.name) in ss}
+
+
+def relevant_values(fields: Sequence[Field], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values that matter (those the URL holds)."""
+    return {f.name: values[f.name] for f in fields if f.name in values and f.matters(values)}
 
 
 def show_notes(page: str, notes: list[str], values: dict[str, Any]) -> None:

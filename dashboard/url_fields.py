@@ -35,6 +35,7 @@ from ebmcore.targets.registry import TARGETS
 
 __all__ = [
     "FORMULA",
+    "PARAM_NAMES",
     "SAMPLER_LABELS",
     "TARGET_CHOICES",
     "TRAIN_SECTIONS",
@@ -46,6 +47,7 @@ __all__ = [
     "sampler_fields",
     "sampler_sections",
     "sampler_stages",
+    "target_field",
     "train_fields",
 ]
 
@@ -63,6 +65,9 @@ STEPS_GRID = (1, 10, 20, 50, 100, 200, 300, 500, 1000, 2000, 3000, 5000, 10_000,
 CHAINS_GRID = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000,
                100_000, 200_000, 500_000, 1_000_000, 2_000_000)
 TEMP_GRID = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+# every target's parameter settings (and the formula's), drawn under the target select
+PARAM_NAMES = tuple(dict.fromkeys(("expr", "box", *(f"p.{k}" for spec in TARGETS.values()
+                                                     for k in spec.params))))
 SWEEP_CHAINS = (1000, 2000, 5000, 10_000, 20_000, 50_000)
 
 
@@ -124,15 +129,21 @@ def loaded_note(page: str, values: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _target_widget(page: str, name: str, values: Mapping[str, Any]) -> None:
-    st.selectbox("target", TARGET_CHOICES, key=state.widget_key(page, name),
-                 format_func=lambda k: "✎ own formula" if k == FORMULA else k,
-                 on_change=lambda: load_defaults(page),
-                 help="Energy E(x); the density is p(x) = exp(-E(x)) / Z. Picking a target "
-                      "loads its sampler settings.")
-    spec = TARGETS.get(ss[state.widget_key(page, name)])
-    if spec is not None:
-        st.caption(spec.doc)
+def target_field(*, loads: bool = True) -> Field:
+    """The target select (its description under it); ``loads``: picking a target loads its
+    sampler settings (the sampler pages)."""
+
+    def draw(page: str, name: str, values: Mapping[str, Any]) -> None:
+        st.selectbox("target", TARGET_CHOICES, key=state.widget_key(page, name),
+                     format_func=lambda k: "✎ own formula" if k == FORMULA else k,
+                     on_change=(lambda: load_defaults(page)) if loads else None,
+                     help="Energy E(x); the density is p(x) = exp(-E(x)) / Z."
+                          + (" Picking a target loads its sampler settings." if loads else ""))
+        spec = TARGETS.get(ss[state.widget_key(page, name)])
+        if spec is not None:
+            st.caption(spec.doc)
+
+    return Field("target", DEFAULT_TARGET, choice(TARGET_CHOICES), widget=draw)
 
 
 def _sampler_widget(page: str, name: str, values: Mapping[str, Any]) -> None:
@@ -250,7 +261,7 @@ def _sweep_fields(values: Mapping[str, Any]) -> list[Field]:
 
 def sampler_stages(*, with_sampler: bool = True, sweep: bool = False) -> list[u.Stage]:
     """Target (and sampler) first: the other settings' defaults depend on them."""
-    first = [Field("target", DEFAULT_TARGET, choice(TARGET_CHOICES), widget=_target_widget)]
+    first = [target_field()]
     if with_sampler:
         first.append(Field("sampler", "sgld", choice(tuple(SAMPLER_LABELS)),
                            widget=_sampler_widget))
@@ -269,9 +280,8 @@ def sampler_stages(*, with_sampler: bool = True, sweep: bool = False) -> list[u.
 
 
 def sampler_sections(*, sweep: bool = False) -> list[u.Section]:
-    params = ("expr", "box", *(f"p.{k}" for spec in TARGETS.values() for k in spec.params))
     secs = [
-        u.Section("Target", ("target", *dict.fromkeys(params))),
+        u.Section("Target", ("target", *PARAM_NAMES)),
         u.Section("Sampler", ("sampler", "eps", "noise", "leapfrog", "friction", "levels",
                               "sigma_max", "steps", "chains", "T")),
         u.Section("start, seed, burn-in", ("init", "x0", "std", "seed", "burn"), expander=True),
