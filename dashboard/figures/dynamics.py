@@ -42,12 +42,12 @@ def drift_traces(field: Any, *, xref: str = "x", yref: str = "y", name: str = "�
     moving = (u != 0) | (v != 0)
     shafts = dict(type="scatter", x=f32(sx), y=f32(sy), mode="lines", name=name,
                   legendgroup="drift", showlegend=show_legend, hoverinfo="skip",
-                  line=dict(width=1.1, color=ARROW_COLOR), xaxis=xref, yaxis=yref, opacity=0.8)
+                  line=dict(width=0.9, color=ARROW_COLOR), xaxis=xref, yaxis=yref, opacity=0.6)
     heads = dict(type="scatter", x=f32(tip_x[moving]), y=f32(tip_y[moving]), mode="markers",
                  name=name, legendgroup="drift", showlegend=False, xaxis=xref, yaxis=yref,
-                 marker=dict(symbol="triangle-up", size=6, color=ARROW_COLOR,
+                 marker=dict(symbol="triangle-up", size=5, color=ARROW_COLOR,
                              angle=f32(angle[moving]), line=dict(width=0)),
-                 customdata=f32(mag[moving]), opacity=0.8,
+                 customdata=f32(mag[moving]), opacity=0.6,
                  hovertemplate="|∇E| = %{customdata:.3g}<extra></extra>")
     return [shafts, heads]
 
@@ -63,7 +63,7 @@ def _heat(z: np.ndarray, box: Sequence[float], zmax: float, xref: str, yref: str
               hovertemplate="(%{x:.2f}, %{y:.2f}): %{z:.3g}<extra>" + name + "</extra>")
     if colorbar:
         tr["colorbar"] = dict(title=dict(text="density", side="right"), thickness=10,
-                              len=0.8, x=0.635, xpad=2)
+                              len=0.8, x=0.605, xpad=2)
     return tr
 
 
@@ -89,7 +89,7 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
     zmax = max((float(p.zmax) for p in panels), default=1.0)
     zmax = zmax if np.isfinite(zmax) and zmax > 0 else 1.0
     layout = {}
-    doms = ([0.0, 0.29], [0.335, 0.625], [0.71, 1.0])
+    doms = ([0.0, 0.28], [0.32, 0.6], [0.75, 1.0])
     for k, (xr, yr) in enumerate((("xaxis", "yaxis"), ("xaxis2", "yaxis2"))):
         ax = box_axes(box, xr, yr, "x" if k == 0 else "x2", y_title="y" if k == 0 else None)
         ax[xr]["domain"] = doms[k]
@@ -142,10 +142,10 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
         data += drift_traces(drift, xref="x", yref="y")
         data += drift_traces(drift, xref="x2", yref="y2", show_legend=False)
     frames = []
-    for t, p in zip(times, panels, strict=True):
+    for t, k, p in zip(times, steps, panels, strict=True):
         frames.append(dict(name=f"{t:.6g}", traces=[0, 1, cursor], data=[
             dict(type="heatmap", z=f32(p.exact)), dict(type="heatmap", z=f32(p.particles)),
-            _cursor(t, top)]))
+            _cursor(t, top)], layout=dict(title=dict(text=_when(t, k, eps)))))
     still = dict(frame=dict(duration=0, redraw=True), transition=dict(duration=0),
                  mode="immediate")
     play = dict(frame=dict(duration=frame_ms, redraw=True), transition=dict(duration=0),
@@ -157,21 +157,27 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
                  dict(label="❚❚ pause", method="animate", args=[[None], still])])]
     layout["sliders"] = [dict(
         active=max(0, len(times) - 1), x=0.14, y=-0.09, len=0.86, yanchor="top",
-        pad=dict(t=0, b=0), currentvalue=dict(prefix="t = k·ε = ", xanchor="left",
-                                              font=dict(size=13, family=FONT)),
-        steps=[dict(label=f"{t:.3g} (k = {k:,})", method="animate",
-                    args=[[f"{t:.6g}"], still]) for t, k in zip(times, steps, strict=True)])]
+        pad=dict(t=0, b=0), font=dict(size=10),
+        currentvalue=dict(prefix="t = ", xanchor="right", font=dict(size=13, family=FONT)),
+        steps=[dict(label=f"{t:.3g}", method="animate", args=[[f"{t:.6g}"], still])
+               for t in times])]
     layout["annotations"] = [
         dict(text=text, x=(d[0] + d[1]) / 2, y=1.0, xref="paper", yref="paper",
              xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=14))
         for text, d in (("exact law ρ_t (Fokker–Planck)", doms[0]),
                         (f"SGLD chains at step k (ε = {eps:g})", doms[1]),
                         ("distance to the target", doms[2]))]
-    fig = figure(data, layout, height=height, title=title, frames=frames)
-    fig.layout.margin.b = 115
-    fig.layout.legend = dict(orientation="h", yanchor="top", y=-0.2, xanchor="right", x=1,
+    when = _when(times[-1], steps[-1], eps) if len(times) else ""
+    fig = figure(data, layout, height=height, title=title or when, frames=frames)
+    fig.layout.margin.b = 150
+    fig.layout.margin.t = 75
+    fig.layout.legend = dict(orientation="h", yanchor="top", y=-0.3, xanchor="right", x=1,
                              font=dict(size=12))
     return fig
+
+
+def _when(t: float, k: int, eps: float) -> str:
+    return f"t = {t:.4g}: the exact law ρ_t beside SGLD after k = {k:,} steps of ε = {eps:g}"
 
 
 def _cursor(t: float, top: float) -> dict:
