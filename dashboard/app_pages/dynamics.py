@@ -134,7 +134,8 @@ def results(j: flow_live.FlowJob, values: dict) -> None:
                   "KL of the histogram minus its expected value for exact samples: what is "
                   "left once the chains have mixed is SGLD's discretisation bias.")
     panels.metric(c[3], "decay rate λ_min(A)", "—" if rate is None else panels.fmt(rate, 3),
-                  "Gaussian: KL ∝ e^(−2λt) late" if rate is not None else "Gaussian targets only",
+                  "Gaussian: KL ∝ e^(−2λt) at slowest" if rate is not None
+                  else "Gaussian targets only",
                   "The slowest rate of the Ornstein–Uhlenbeck process with A = Σ⁻¹.")
     panels.chart(j.memo["figs"]["flow"])
     st.caption("Press **play** or drag the slider: the left panel is the exact density of the "

@@ -133,7 +133,7 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
         ref = kl_exact[i] if np.isfinite(kl_exact[i]) else 1.0
         guide = ref * np.exp(-2 * rate * (t_all - t_all[i]))
         data.append(dict(type="scatter", x=f32(t_all), y=f32(np.maximum(guide, KL_MIN / 10)),
-                         mode="lines", name=f"slope e^(−2λt), λ = λ_min(A) = {rate:.3g}",
+                         mode="lines", name=f"slowest decay e^(−2λt), λ = λ_min(A) = {rate:.3g}",
                          line=dict(color="#2b8a3e", dash="dash", width=1.2), xaxis="x3",
                          yaxis="y3", hoverinfo="skip"))
     cursor = len(data)  # the current time on the KL panel
