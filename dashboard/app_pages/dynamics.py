@@ -19,7 +19,7 @@ PAGE = "dynamics"
 CHAINS = (1000, 2000, 5000, 10_000, 20_000, 50_000)
 MAX_CHAINS = 50_000  # every recorded step of every chain is kept for the histograms
 RECORDED = 120  # recorded steps per run (the KL curves' points)
-ARROWS = 14  # drift arrows per side
+ARROWS = 12  # drift arrows per side
 ss = st.session_state
 
 

@@ -39,7 +39,7 @@ def _int(lo: int, hi: int) -> object:
 VIEW_FIELDS = {
     "phase": [Field("ps_eps", 0.3, _pos(10), fmt_float), Field("ps_gamma", 0.5, _pos(1e3),
                                                                 fmt_float),
-              Field("ps_chains", 4, _int(1, 8)), Field("ps_steps", 300, _int(1, 5000))],
+              Field("ps_chains", 3, _int(1, 8)), Field("ps_steps", 150, _int(1, 5000))],
     "race": [Field("rc_sgld", 0.1, _pos(10), fmt_float), Field("rc_ud", 0.3, _pos(10),
                                                                 fmt_float),
              Field("rc_gamma", 1.0, _pos(1e3), fmt_float), Field("rc_chains", 5000,
@@ -120,24 +120,33 @@ def compute(view: str, tkey: tuple, v: dict):
         rec = phase_space(target, starts(target, int(v["ps_chains"]), seed), int(v["ps_steps"]),
                           step_size=float(v["ps_eps"]), friction=float(v["ps_gamma"]),
                           seed=seed)
-        return phase_figure(rec, gd)
+        return phase_figure(rec, gd), None
     if view == "race":
         rec = equal_gradient_race(target, gd, steps=int(v["rc_steps"]),
                                   chains=int(v["rc_chains"]), sgld_step=float(v["rc_sgld"]),
                                   underdamped_step=float(v["rc_ud"]),
                                   friction=float(v["rc_gamma"]), seed=seed)
-        return race_figure(rec)
+        return race_figure(rec), _diverged(rec)
     if view == "annealed":
         centres = mixture_centres(target)
         rec = mode_weights(target, gd, centres, steps=int(v["an_steps"]),
                            chains=int(v["an_chains"]), step_size=float(v["an_eps"]),
                            levels=int(v["an_levels"]), sigma_max=float(v["an_sigma"]),
                            init_point=tuple(float(c) for c in centres[0]), seed=seed)
-        return modes_figure(rec)
+        return modes_figure(rec), None
     rec = step_by_step(target, v["sb_sampler"], starts(target, int(v["sb_chains"]), seed),
                        int(v["sb_steps"]), step_size=float(v["sb_eps"]),
                        n_leapfrog=int(v["sb_leapfrog"]), seed=seed)
-    return stepwise_figure(rec, gd)
+    return stepwise_figure(rec, gd), None
+
+
+def _diverged(rec: dict) -> str | None:
+    bad = [f"{rec[f'{n}_diverged']:,} {label} chains" for n, label in
+           (("sgld", "SGLD"), ("underdamped", "underdamped")) if rec[f"{n}_diverged"]]
+    if not bad:
+        return None
+    return (f"{' and '.join(bad)} of {rec['chains']:,} diverged and are frozen where they left: "
+            "the discrepancy counts them. Lower the step size.")
 
 
 CAPTIONS = {
@@ -190,12 +199,15 @@ def main() -> None:
     if memo.get("key") != key:
         try:
             with st.spinner("sampling…"):
-                memo = {"key": key, "fig": compute(view, tkey, values)}
+                fig, warning = compute(view, tkey, values)
+                memo = {"key": key, "fig": fig, "warning": warning}
         except ValidationError as exc:
             st.error(str(exc), icon=":material/error:")
             return
         state.put(ss, "run", PAGE, memo)
     st.caption(CAPTIONS[view])
+    if memo["warning"]:
+        st.warning(memo["warning"], icon=":material/warning:")
     panels.chart(memo["fig"])
     with st.expander("theory", icon=":material/function:"):
         st.markdown(section(THEORY[view]))

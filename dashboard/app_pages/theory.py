@@ -198,7 +198,7 @@ def section_family() -> None:
         _open("Phase space", "samplers.py", {"view": "phase", "target": "gaussian"}, "go_ud",
               primary=True)
     with c[1]:
-        _open("Overdamped vs underdamped", "samplers.py", {"view": "race", "target": "banana"},
+        _open("Overdamped vs underdamped", "samplers.py", {"view": "race", "target": "mixture"},
               "go_race")
     st.markdown(section("annealed").replace("### ", "### 8 · ", 1))
     _open("Annealed vs plain on the mixture", "samplers.py",

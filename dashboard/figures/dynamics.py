@@ -74,7 +74,7 @@ def _kl(v: float) -> float:
 def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[Any],
                 curve: Sequence[Any], box: Sequence[float], *, eps: float,
                 rate: float | None = None, drift: Any = None, frame_ms: int = 250,
-                height: int = 470, title: str | None = None) -> go.Figure:
+                height: int = 540, title: str | None = None) -> go.Figure:
     """The exact law rho_t and the chains' histogram at step k = t / eps, and the KL curves.
 
     Args:
@@ -86,8 +86,6 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
             as the slope ``exp(-2 rate t)`` of the exact KL's late decay.
         drift: an optional ``DriftField`` drawn over both panels.
     """
-    zmax = max((float(p.zmax) for p in panels), default=1.0)
-    zmax = zmax if np.isfinite(zmax) and zmax > 0 else 1.0
     layout = {}
     doms = ([0.0, 0.28], [0.32, 0.6], [0.75, 1.0])
     for k, (xr, yr) in enumerate((("xaxis", "yaxis"), ("xaxis2", "yaxis2"))):
@@ -112,8 +110,9 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
     first = panels[-1] if panels else None
     data: list[dict] = []
     if first is not None:
-        data.append(_heat(np.asarray(f32(first.exact)), box, zmax, "x", "y", "exact ρ_t", False))
-        data.append(_heat(np.asarray(f32(first.particles)), box, zmax, "x2", "y2",
+        z = _zmax(first)
+        data.append(_heat(np.asarray(f32(first.exact)), box, z, "x", "y", "exact ρ_t", False))
+        data.append(_heat(np.asarray(f32(first.particles)), box, z, "x2", "y2",
                           "chains' histogram", True))
     data += [
         dict(type="scatter", x=f32(t_all), y=f32(floor), mode="lines", name="finite-N floor",
@@ -144,19 +143,20 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
     frames = []
     for t, k, p in zip(times, steps, panels, strict=True):
         frames.append(dict(name=f"{t:.6g}", traces=[0, 1, cursor], data=[
-            dict(type="heatmap", z=f32(p.exact)), dict(type="heatmap", z=f32(p.particles)),
+            dict(type="heatmap", z=f32(p.exact), zmax=_zmax(p)),
+            dict(type="heatmap", z=f32(p.particles), zmax=_zmax(p)),
             _cursor(t, top)], layout=dict(title=dict(text=_when(t, k, eps)))))
     still = dict(frame=dict(duration=0, redraw=True), transition=dict(duration=0),
                  mode="immediate")
     play = dict(frame=dict(duration=frame_ms, redraw=True), transition=dict(duration=0),
                 mode="immediate", fromcurrent=True)
     layout["updatemenus"] = [dict(
-        type="buttons", direction="left", x=0.0, y=-0.12, xanchor="left", yanchor="top",
+        type="buttons", direction="left", x=0.0, y=-0.2, xanchor="left", yanchor="top",
         pad=dict(r=8, t=0), showactive=False,
         buttons=[dict(label="▶ play", method="animate", args=[None, play]),
                  dict(label="❚❚ pause", method="animate", args=[[None], still])])]
     layout["sliders"] = [dict(
-        active=max(0, len(times) - 1), x=0.14, y=-0.09, len=0.86, yanchor="top",
+        active=max(0, len(times) - 1), x=0.14, y=-0.17, len=0.86, yanchor="top",
         pad=dict(t=0, b=0), font=dict(size=10),
         currentvalue=dict(prefix="t = ", xanchor="right", font=dict(size=13, family=FONT)),
         steps=[dict(label=f"{t:.3g}", method="animate", args=[[f"{t:.6g}"], still])
@@ -169,15 +169,21 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
                         ("distance to the target", doms[2]))]
     when = _when(times[-1], steps[-1], eps) if len(times) else ""
     fig = figure(data, layout, height=height, title=title or when, frames=frames)
-    fig.layout.margin.b = 150
+    fig.layout.margin.b = 185
     fig.layout.margin.t = 75
-    fig.layout.legend = dict(orientation="h", yanchor="top", y=-0.3, xanchor="right", x=1,
+    fig.layout.legend = dict(orientation="h", yanchor="top", y=-0.47, xanchor="right", x=1,
                              font=dict(size=12))
     return fig
 
 
 def _when(t: float, k: int, eps: float) -> str:
     return f"t = {t:.4g}: the exact law ρ_t beside SGLD after k = {k:,} steps of ε = {eps:g}"
+
+
+def _zmax(p: Any) -> float:
+    """The frame's one colour scale for both panels (a point start is a spike at t = 0)."""
+    z = float(p.zmax)
+    return z if np.isfinite(z) and z > 0 else 1.0
 
 
 def _cursor(t: float, top: float) -> dict:

@@ -74,7 +74,10 @@ def phase_figure(rec: dict, gd: Any, *, coord: int = 0, temperature: float = 1.0
         for t, x0 in (("positions over p(x)", 0.21), (f"phase space ({name}, v_{name})", 0.76))]
     title = (f"Underdamped Langevin (BAOAB) · ε = {rec['step_size']:g} · "
              f"friction γ = {rec['friction']:g} · {len(x) - 1:,} steps")
-    return figure(data, layout, height=height, title=title)
+    fig = figure(data, layout, height=height, title=title)
+    fig.layout.legend = dict(orientation="h", yanchor="top", y=-0.16, xanchor="right", x=1)
+    fig.layout.margin.b = 80
+    return fig
 
 
 def race_figure(rec: dict, *, height: int = 380) -> go.Figure:
@@ -103,6 +106,7 @@ def race_figure(rec: dict, *, height: int = 380) -> go.Figure:
 def modes_figure(rec: dict, *, height: int = 380) -> go.Figure:
     """Mass per mode: exact (with ±2 standard errors of iid draws), annealed, plain."""
     c = _arr(rec["centres"])
+    c = np.round(c, 6) + 0.0  # cos(pi/2) prints as 6e-17, -0.0 as "-0"
     labels = [f"mode {i + 1}<br>({cx:.2g}, {cy:.2g})" for i, (cx, cy) in enumerate(c)]
     se = f32(rec["se"])
     data = [
