@@ -104,7 +104,10 @@ def sidebar(view: str) -> None:
 
 
 def starts(target, k: int, seed: int) -> torch.Tensor:
-    """``k`` starting points uniform over the central half of the box (seeded)."""
+    """``k`` seeded starting points: exact draws from the target when it has a sampler (the
+    views show how a sampler moves in the typical set), else uniform on the box's centre."""
+    if target.sampler is not None:
+        return target.sample(k, torch.Generator().manual_seed(seed)).to(torch.float64)
     b = Box.of(target.box)
     cx, cy = (b.xmin + b.xmax) / 2, (b.ymin + b.ymax) / 2
     half = Box(cx - (b.xmax - b.xmin) / 4, cx + (b.xmax - b.xmin) / 4,

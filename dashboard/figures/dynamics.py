@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.figkit import COLORS, FONT, box_axes, f32, figure
+from dashboard.figkit import COLORS, box_axes, f32, figure
 
 __all__ = ["FLOW_SCALE", "drift_traces", "flow_figure", "tv_figure"]
 
@@ -158,9 +158,10 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
     layout["sliders"] = [dict(
         active=max(0, len(times) - 1), x=0.14, y=-0.17, len=0.86, yanchor="top",
         pad=dict(t=0, b=0), font=dict(size=10),
-        currentvalue=dict(prefix="t = ", xanchor="right", font=dict(size=13, family=FONT)),
-        steps=[dict(label=f"{t:.3g}", method="animate", args=[[f"{t:.6g}"], still])
-               for t in times])]
+        currentvalue=dict(visible=False),  # the title names the time and the step
+        steps=[dict(label=f"{t:.3g}" if i % max(1, round(len(times) / 10)) == 0 else "",
+                    method="animate", args=[[f"{t:.6g}"], still])
+               for i, t in enumerate(times)])]
     layout["annotations"] = [
         dict(text=text, x=(d[0] + d[1]) / 2, y=1.0, xref="paper", yref="paper",
              xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=14))

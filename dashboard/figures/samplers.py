@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.figkit import COLORS, FONT, box_axes, density_image, density_trace, f32, figure
+from dashboard.figkit import COLORS, box_axes, density_image, density_trace, f32, figure
 
 __all__ = ["modes_figure", "phase_figure", "race_figure", "stepwise_figure"]
 
@@ -134,6 +134,7 @@ def _segments(starts: np.ndarray, paths: list, keep: np.ndarray) -> tuple[np.nda
         p = np.array([[np.nan, np.nan] if q is None or None in q else q for q in paths[k]],
                      dtype=np.float64)
         pts = np.vstack([starts[k][None], p]) if len(p) == 1 else p
+        pts = np.where(np.abs(pts) < 1e30, pts, np.nan)  # a blown-up leapfrog path: a gap
         xs += [*pts[:, 0], np.nan]
         ys += [*pts[:, 1], np.nan]
         ex.append(pts[-1, 0])
@@ -155,10 +156,16 @@ def _step_traces(rec: dict, s: int) -> tuple[list[dict], str]:
         dict(type="scatter", x=[s + 1], y=[rec["overall_rate"][s]]),
     ]
     finite = la[np.isfinite(la)]
+    mean = f"{finite.mean():.3g}" if finite.size == la.size else "−∞"  # None in JSON: alpha 0
     text = (f"step {s + 1} of {len(rec['x'])} · {int(acc.sum())} of {len(acc)} accepted · "
-            f"mean log α = {finite.mean() if finite.size else float('nan'):.3g} · running "
-            f"acceptance {rec['overall_rate'][s]:.0%}")
+            f"mean log α = {mean} · running acceptance {rec['overall_rate'][s]:.0%}")
     return traces, text
+
+
+def _every(i: int, n: int) -> str:
+    """Slider label of step ``i`` of ``n``: about ten labelled ticks, the rest blank."""
+    every = max(1, round(n / 10))
+    return str(i) if i == 1 or i % every == 0 else ""
 
 
 def stepwise_figure(rec: dict, gd: Any, *, frame_ms: int = 600, height: int = 560
@@ -216,8 +223,8 @@ def stepwise_figure(rec: dict, gd: Any, *, frame_ms: int = 600, height: int = 56
                  dict(label="❚❚ pause", method="animate", args=[[None], still])])]
     layout["sliders"] = [dict(
         active=0, x=0.14, y=-0.07, len=0.86, yanchor="top", pad=dict(t=0, b=0),
-        currentvalue=dict(prefix="step ", xanchor="left", font=dict(size=13, family=FONT)),
-        steps=[dict(label=str(s + 1), method="animate", args=[[str(s + 1)], still])
+        currentvalue=dict(visible=False), font=dict(size=10),  # the title names the step
+        steps=[dict(label=_every(s + 1, n), method="animate", args=[[str(s + 1)], still])
                for s in range(n)])]
     fig = figure(data, layout, height=height, title=text0, frames=frames)
     fig.layout.margin.b = 110
