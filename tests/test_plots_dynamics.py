@@ -76,7 +76,7 @@ def test_flow_figure_frames_carry_both_panels_on_one_scale(gauss_job):
                                rate=1 / 3))
     heat = [t for t in fig.data if t.type == "heatmap"]
     assert len(heat) == 2
-    assert all(h.zmin == 0 and h.zmax == pytest.approx(j.frames[-1].zmax) for h in heat)
+    assert all(h.zmin == 0 and h.zmax == pytest.approx(j.frames[0].zmax) for h in heat)
     assert len(fig.frames) == len(times)
     for fr, p in zip(fig.frames, j.frames, strict=True):
         exact, particles = fr.data[0], fr.data[1]

@@ -107,7 +107,7 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
     layout["yaxis3"] = dict(anchor="x3", type="log", title=dict(text="KL(· ‖ p) (nats)"),
                             range=[np.log10(KL_MIN), np.log10(max(top, 1e-4)) + 0.15],
                             exponentformat="power")
-    first = panels[-1] if panels else None
+    first = panels[0] if panels else None  # the page opens at t = 0: press play
     data: list[dict] = []
     if first is not None:
         z = _zmax(first)
@@ -136,7 +136,7 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
                          line=dict(color="#2b8a3e", dash="dash", width=1.2), xaxis="x3",
                          yaxis="y3", hoverinfo="skip"))
     cursor = len(data)  # the current time on the KL panel
-    data.append(_cursor(times[-1] if len(times) else 0.0, top))
+    data.append(_cursor(times[0] if len(times) else 0.0, top))
     if drift is not None:
         data += drift_traces(drift, xref="x", yref="y")
         data += drift_traces(drift, xref="x2", yref="y2", show_legend=False)
@@ -156,7 +156,7 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
         buttons=[dict(label="▶ play", method="animate", args=[None, play]),
                  dict(label="❚❚ pause", method="animate", args=[[None], still])])]
     layout["sliders"] = [dict(
-        active=max(0, len(times) - 1), x=0.14, y=-0.17, len=0.86, yanchor="top",
+        active=0, x=0.14, y=-0.17, len=0.86, yanchor="top",
         pad=dict(t=0, b=0), font=dict(size=10),
         currentvalue=dict(visible=False),  # the title names the time and the step
         steps=[dict(label=f"{t:.3g}" if i % max(1, round(len(times) / 10)) == 0 else "",
@@ -168,7 +168,7 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
         for text, d in (("exact law ρ_t (Fokker–Planck)", doms[0]),
                         (f"SGLD chains at step k (ε = {eps:g})", doms[1]),
                         ("distance to the target", doms[2]))]
-    when = _when(times[-1], steps[-1], eps) if len(times) else ""
+    when = _when(times[0], steps[0], eps) if len(times) else ""
     fig = figure(data, layout, height=height, title=title or when, frames=frames)
     fig.layout.margin.b = 185
     fig.layout.margin.t = 75
