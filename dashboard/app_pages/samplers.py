@@ -123,7 +123,14 @@ def compute(view: str, tkey: tuple, v: dict):
         rec = phase_space(target, starts(target, int(v["ps_chains"]), seed), int(v["ps_steps"]),
                           step_size=float(v["ps_eps"]), friction=float(v["ps_gamma"]),
                           seed=seed)
-        return phase_figure(rec, gd), None
+        x = torch.tensor([[[c if c is not None else float("inf") for c in pt] for pt in row]
+                          for row in rec["x"]], dtype=torch.float64)
+        out = ~Box.of(target.box).pad(1.0).contains(x.reshape(-1, 2)).reshape(x.shape[:2])
+        lost = int(out.any(0).sum())
+        warning = None if not lost else (
+            f"{lost} of {x.shape[1]} chains left the box far behind (at ε = "
+            f"{float(v['ps_eps']):g} BAOAB is unstable where E is this steep): lower ε.")
+        return phase_figure(rec, gd), warning
     if view == "race":
         rec = equal_gradient_race(target, gd, steps=int(v["rc_steps"]),
                                   chains=int(v["rc_chains"]), sgld_step=float(v["rc_sgld"]),

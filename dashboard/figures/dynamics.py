@@ -151,12 +151,12 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
     play = dict(frame=dict(duration=frame_ms, redraw=True), transition=dict(duration=0),
                 mode="immediate", fromcurrent=True)
     layout["updatemenus"] = [dict(
-        type="buttons", direction="left", x=0.0, y=-0.2, xanchor="left", yanchor="top",
+        type="buttons", direction="left", x=0.0, y=-0.26, xanchor="left", yanchor="top",
         pad=dict(r=8, t=0), showactive=False,
         buttons=[dict(label="▶ play", method="animate", args=[None, play]),
                  dict(label="❚❚ pause", method="animate", args=[[None], still])])]
     layout["sliders"] = [dict(
-        active=0, x=0.14, y=-0.17, len=0.86, yanchor="top",
+        active=0, x=0.16, y=-0.23, len=0.84, yanchor="top",
         pad=dict(t=0, b=0), font=dict(size=10),
         currentvalue=dict(visible=False),  # the title names the time and the step
         steps=[dict(label=f"{t:.3g}" if i % max(1, round(len(times) / 10)) == 0 else "",
@@ -170,9 +170,9 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
                         ("distance to the target", doms[2]))]
     when = _when(times[0], steps[0], eps) if len(times) else ""
     fig = figure(data, layout, height=height, title=title or when, frames=frames)
-    fig.layout.margin.b = 185
+    fig.layout.margin.b = 200
     fig.layout.margin.t = 75
-    fig.layout.legend = dict(orientation="h", yanchor="top", y=-0.47, xanchor="right", x=1,
+    fig.layout.legend = dict(orientation="h", yanchor="top", y=-0.5, xanchor="right", x=1,
                              font=dict(size=12))
     return fig
 

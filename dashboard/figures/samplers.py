@@ -41,12 +41,19 @@ def phase_figure(rec: dict, gd: Any, *, coord: int = 0, temperature: float = 1.0
     name = "xy"[coord]
     layout = box_axes(gd.box)
     layout["xaxis"]["domain"] = [0.0, 0.42]
+    # fixed ranges: the box, and the Maxwellian's scale (a diverged chain leaves the picture
+    # instead of stretching it to 1e100)
+    lo_x, hi_x = (float(b) for b in gd.box[2 * coord: 2 * coord + 2])
+    fin = np.abs(v[..., coord][np.isfinite(v[..., coord])])
+    vmax = float(np.clip(np.quantile(fin, 0.99) if fin.size else 0.0, 3.0, 10.0)) * np.sqrt(
+        temperature) * 1.1
     layout["xaxis3"] = dict(domain=[0.52, 1.0], anchor="y3", title=dict(text=f"position {name}"),
-                            zeroline=False)
-    layout["yaxis3"] = dict(anchor="x3", title=dict(text=f"velocity v_{name}"), zeroline=True)
+                            zeroline=False, range=[lo_x, hi_x])
+    layout["yaxis3"] = dict(anchor="x3", title=dict(text=f"velocity v_{name}"), zeroline=True,
+                            range=[-vmax, vmax])
     data = [density_trace(gd)]
     band = 2.0 * np.sqrt(temperature)  # Maxwellian N(0, T): 95% of the velocities in ±2√T
-    lo, hi = float(np.nanmin(x[..., coord])), float(np.nanmax(x[..., coord]))
+    lo, hi = lo_x, hi_x
     for sgn in (-1, 1):
         data.append(dict(type="scatter", x=[lo, hi], y=[sgn * band] * 2, mode="lines",
                          name="±2√T (Maxwellian)", legendgroup="mw", showlegend=sgn > 0,
