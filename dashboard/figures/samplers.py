@@ -175,7 +175,7 @@ def _every(i: int, n: int) -> str:
     return str(i) if i == 1 or i % every == 0 else ""
 
 
-def stepwise_figure(rec: dict, gd: Any, *, frame_ms: int = 600, height: int = 560
+def stepwise_figure(rec: dict, gd: Any, *, frame_ms: int = 600, height: int = 640
                     ) -> go.Figure:
     """MALA / HMC one step at a time: each chain's proposal (the leapfrog path for HMC),
     accepted in green, rejected in red; log alpha on hover; the running acceptance rate.
@@ -224,15 +224,16 @@ def stepwise_figure(rec: dict, gd: Any, *, frame_ms: int = 600, height: int = 56
     play = dict(frame=dict(duration=frame_ms, redraw=True), transition=dict(duration=0),
                 mode="immediate", fromcurrent=True)
     layout["updatemenus"] = [dict(
-        type="buttons", direction="left", x=0.0, y=-0.1, xanchor="left", yanchor="top",
+        type="buttons", direction="left", x=0.0, y=-0.17, xanchor="left", yanchor="top",
         pad=dict(r=8, t=0), showactive=False,
         buttons=[dict(label="▶ play", method="animate", args=[None, play]),
                  dict(label="❚❚ pause", method="animate", args=[[None], still])])]
     layout["sliders"] = [dict(
-        active=0, x=0.14, y=-0.07, len=0.86, yanchor="top", pad=dict(t=0, b=0),
+        active=0, x=0.16, y=-0.14, len=0.84, yanchor="top", pad=dict(t=0, b=0),
         currentvalue=dict(visible=False), font=dict(size=10),  # the title names the step
         steps=[dict(label=_every(s + 1, n), method="animate", args=[[str(s + 1)], still])
                for s in range(n)])]
     fig = figure(data, layout, height=height, title=text0, frames=frames)
-    fig.layout.margin.b = 110
+    fig.layout.margin.b = 170
+    fig.layout.legend = dict(orientation="h", yanchor="top", y=-0.3, xanchor="right", x=1)
     return fig

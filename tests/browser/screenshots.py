@@ -77,6 +77,8 @@ def _drawn(want: str) -> Callable[[Any], None]:
 
 FLOW_G = "/flow?eps=0.8&chains=20000&t=10&init=gaussian&x0=4%2C+-3&std=1"
 FLOW_M = "/flow?target=mixture&eps=0.02&chains=20000&t=3&init=point&x0=2%2C+0&arrows=1"
+# the zoo: its figure under the view selector at the top
+ZOO_TOP = '[data-testid="stMain"] [data-testid="stCaptionContainer"]'
 # file name -> (path with its settings, wait until drawn, element scrolled to the top or None)
 SHOTS: dict[str, tuple[str, Callable[[Any], None], str | None]] = {
     "playground": ("/", _playground, '[data-testid="stMetric"]'),
@@ -87,15 +89,16 @@ SHOTS: dict[str, tuple[str, Callable[[Any], None], str | None]] = {
     "flow": (FLOW_G, _animated("KL(ρ_t ‖ p), exact", 0.25), '[data-testid="stMetric"]'),
     "flow-mixture": (FLOW_M, _animated("KL(ρ_t ‖ p), exact", 0.35),
                      '[data-testid="stMetric"]'),
-    "zoo-phase": ("/samplers?view=phase&target=banana", _drawn("±2√T (Maxwellian)"), None),
+    "zoo-phase": ("/samplers?view=phase&target=donut&ps_steps=200", _drawn("±2√T (Maxwellian)"),
+                  ZOO_TOP),
     "zoo-race": ("/samplers?view=race&target=mixture", _drawn("floor for 5,000 iid samples"),
-                 None),
+                 ZOO_TOP),
     "zoo-annealed": ("/samplers?view=annealed&target=mixture", _drawn("annealed Langevin"),
-                     None),
-    "zoo-stepwise": ("/samplers?view=stepwise&target=banana&sb_sampler=hmc",
-                     _animated("accepted proposal", 0.3), None),
-    "zoo-stepwise-mala": ("/samplers?view=stepwise&target=donut&sb_sampler=mala&sb_eps=0.6",
-                          _animated("accepted proposal", 0.3), None),
+                     ZOO_TOP),
+    "zoo-stepwise": ("/samplers?view=stepwise&target=donut&sb_sampler=mala&sb_eps=0.6",
+                     _animated("accepted proposal", 0.3), ZOO_TOP),
+    "zoo-leapfrog": ("/samplers?view=stepwise&target=donut&sb_sampler=hmc&sb_eps=0.25",
+                     _animated("accepted proposal", 0.3), ZOO_TOP),
 }
 HEADER_PX = 80  # Streamlit's top bar (with the page menu) covers the top of the main area
 
