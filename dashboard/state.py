@@ -34,7 +34,8 @@ __all__ = [
     "widget_key",
 ]
 
-PAGES = ("playground", "versus", "theory", "training")  # page ids used in key names
+# page ids used in key names
+PAGES = ("playground", "versus", "theory", "training", "dynamics", "samplers")
 _KINDS = ("url", "settings", "notes", "loaded", "valid", "run", "sweep", "train")
 
 

@@ -30,6 +30,8 @@ PAGES = (  # file, title, icon, URL path
     ("playground.py", "Langevin playground", ":material/scatter_plot:", "playground"),
     ("versus.py", "SGLD vs MAP", ":material/compare:", "sgld-vs-map"),
     ("training.py", "Train an EBM", ":material/model_training:", "train"),
+    ("dynamics.py", "Density flow", ":material/waves:", "flow"),
+    ("samplers.py", "Sampler zoo", ":material/stacked_line_chart:", "samplers"),
     ("theory.py", "Theory", ":material/function:", "theory"),
 )
 

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cache, live, panels, state, url_build
+from dashboard.arviz_button import arviz_download
 from dashboard.figures import sampling as figures
 from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
 from dashboard.url_fields import SAMPLER_LABELS
@@ -77,7 +78,7 @@ def exports(r: live.LiveRun, gd, figs: dict, title: str) -> None:
                              "step": list(tr.path_steps.numpy()) * k,
                              "x": xy[:, 0], "y": xy[:, 1]})
 
-    c = st.columns(4)
+    c = st.columns(5)
     with c[0]:
         panels.download_csv("samples CSV", samples, "samples.csv", key=_w("dl_samples"))
     with c[1]:
@@ -88,6 +89,8 @@ def exports(r: live.LiveRun, gd, figs: dict, title: str) -> None:
     with c[3]:
         panels.download_html("figures (HTML)", lambda: [(k, v) for k, v in figs.items()],
                              f"Langevin Lab — {title}", "langevin_lab.html", key=_w("dl_html"))
+    with c[4]:
+        arviz_download(tr, cache.target(r.key[0]), key=_w("dl_arviz"))
 
 
 def main() -> None:

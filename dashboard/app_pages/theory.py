@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import state
+from ebmcore.sampling.theory import section
 
 PAGE = "theory"
 
@@ -156,14 +157,74 @@ def section_dynamics() -> None:
               "go_flow_h")
 
 
+def section_flow() -> None:
+    st.markdown("### 6 · The law of the chains: the Fokker–Planck equation")
+    st.markdown(
+        "A single chain is random; the *distribution* $\\rho_t$ of many chains is not. For the "
+        "Langevin SDE $dX_t = -\\nabla E(X_t)\\,dt + \\sqrt{2T}\\,dB_t$ it obeys a "
+        "deterministic partial differential equation,")
+    st.latex(r"\frac{\partial \rho_t}{\partial t} = \nabla\cdot\big(\rho_t\,\nabla E\big)"
+             r" + T\,\Delta \rho_t ,")
+    st.markdown(
+        "whose only stationary state is $p_T \\propto e^{-E/T}$, and along which "
+        "$\\mathrm{KL}(\\rho_t \\,\\|\\, p_T)$ never increases. In 2D the lab solves it on the "
+        "grid with finite volumes (Scharfetter–Gummel fluxes, so that the normalised "
+        "$e^{-E/T}$ is the exact discrete stationary state, mass is conserved and "
+        "$\\rho \\ge 0$). For a Gaussian target this is the Ornstein–Uhlenbeck process: "
+        "with $A = \\Sigma^{-1}$, $m_t = \\mu + e^{-At}(m_0 - \\mu)$ and the KL decays like "
+        "$e^{-2\\lambda_{\\min}(A) t}$. SGLD with step $\\varepsilon$ approximates "
+        "$\\rho_{k\\varepsilon}$ after $k$ steps: its histogram follows the exact law, then stalls "
+        "at its discretisation bias while the exact KL keeps falling to 0.")
+    c = st.columns(3)
+    with c[0]:
+        _open("See the law move (ε = 0.3)", "dynamics.py",
+              {"target": "gaussian", "eps": "0.3", "chains": "20000", "t": "10",
+               "init": "gaussian", "x0": "4, -3", "std": "1"}, "go_fp",
+              primary=True)
+    with c[1]:
+        _open("At ε = 1.2: the bias, made visible", "dynamics.py",
+              {"target": "gaussian", "eps": "1.2", "chains": "20000", "t": "12",
+               "init": "gaussian", "x0": "4, -3", "std": "1"}, "go_fp_bias")
+    with c[2]:
+        _open("The mixture from one mode", "dynamics.py",
+              {"target": "mixture", "eps": "0.05", "chains": "20000", "t": "5",
+               "init": "point", "x0": "2, 0", "arrows": "1"}, "go_fp_mix")
+
+
+def section_family() -> None:
+    st.markdown(section("underdamped").replace("### ", "### 7 · ", 1))
+    c = st.columns(2)
+    with c[0]:
+        _open("Phase space", "samplers.py", {"view": "phase", "target": "gaussian"}, "go_ud",
+              primary=True)
+    with c[1]:
+        _open("Overdamped vs underdamped", "samplers.py", {"view": "race", "target": "mixture"},
+              "go_race")
+    st.markdown(section("annealed").replace("### ", "### 8 · ", 1))
+    _open("Annealed vs plain on the mixture", "samplers.py",
+          {"view": "annealed", "target": "mixture"}, "go_annealed")
+    st.markdown(section("stepwise").replace("### ", "### 9 · ", 1))
+    c = st.columns(3)
+    with c[0]:
+        _open("HMC step by step", "samplers.py",
+              {"view": "stepwise", "target": "banana", "sb_sampler": "hmc"}, "go_sb_hmc")
+    with c[1]:
+        _open("MALA step by step", "samplers.py",
+              {"view": "stepwise", "target": "banana", "sb_sampler": "mala"}, "go_sb_mala")
+    with c[2]:
+        _open("MALA with a too large step", "samplers.py",
+              {"view": "stepwise", "target": "banana", "sb_sampler": "mala", "sb_eps": "1.5"},
+              "go_sb_big")
+
+
 def main() -> None:
     st.markdown("## Theory")
     st.caption("The ideas behind every page, in brief. Each section opens the page that shows "
                "it, with matching settings.")
-    for section in (section_ebm, section_mle, section_langevin, section_adversarial,
-                    section_dynamics):
+    for part in (section_ebm, section_mle, section_langevin, section_adversarial,
+                 section_dynamics, section_flow, section_family):
         with st.container(border=True):
-            section()
+            part()
     st.caption("Further reading: Y. Song and D. P. Kingma, *How to Train Your Energy-Based "
                "Models* (2021); G. A. Pavliotis, *Stochastic Processes and Applications* "
                "(Springer, 2014) for the Langevin equation; B. Dai et al., *Exponential Family "

@@ -49,6 +49,36 @@ def _theory(page: Any) -> None:
     wait_for(page, "(c) => document.querySelectorAll('.katex').length > 3", timeout_s=120)
 
 
+def _animated(want: str, frame: float) -> Callable[[Any], None]:
+    """Wait for the chart with a trace named ``want``, then show its frame at ``frame`` (0..1
+    of the way through), as a user dragging the slider would."""
+
+    def ready(page: Any) -> None:
+        wait_for(page, "(c, w) => c.figs().some((f) => f.traces.some((t) => t.name === w))",
+                 want, timeout_s=240)
+        page.evaluate("""([w, at]) => {
+          for (const g of document.querySelectorAll('.js-plotly-plot')) {
+            if (!(g.data || []).some((t) => t.name === w)) continue;
+            const names = g._transitionData._frames.map((f) => f.name);
+            const name = names[Math.round(at * (names.length - 1))];
+            return Plotly.animate(g, [name], {frame: {duration: 0, redraw: true},
+                                              transition: {duration: 0}, mode: 'immediate'});
+          }
+        }""", [want, frame])
+
+    return ready
+
+
+def _drawn(want: str) -> Callable[[Any], None]:
+    return lambda page: wait_for(
+        page, "(c, w) => c.figs().some((f) => f.traces.some((t) => t.name === w))", want,
+        timeout_s=240)
+
+
+FLOW_G = "/flow?eps=0.8&chains=20000&t=10&init=gaussian&x0=4%2C+-3&std=1"
+FLOW_M = "/flow?target=mixture&eps=0.02&chains=20000&t=3&init=point&x0=2%2C+0&arrows=1"
+# the zoo: its figure under the view selector at the top
+ZOO_TOP = '[data-testid="stMain"] [data-testid="stCaptionContainer"]'
 # file name -> (path with its settings, wait until drawn, element scrolled to the top or None)
 SHOTS: dict[str, tuple[str, Callable[[Any], None], str | None]] = {
     "playground": ("/", _playground, '[data-testid="stMetric"]'),
@@ -56,6 +86,19 @@ SHOTS: dict[str, tuple[str, Callable[[Any], None], str | None]] = {
     "training": (f"/train?data=mixture&iters={TRAIN_ITERS}&width=64&seed=0", _training,
                  '[data-testid="stProgress"]'),
     "theory": ("/theory", _theory, None),
+    "flow": (FLOW_G, _animated("KL(ρ_t ‖ p), exact", 0.25), '[data-testid="stMetric"]'),
+    "flow-mixture": (FLOW_M, _animated("KL(ρ_t ‖ p), exact", 0.35),
+                     '[data-testid="stMetric"]'),
+    "zoo-phase": ("/samplers?view=phase&target=donut&ps_steps=200", _drawn("±2√T (Maxwellian)"),
+                  ZOO_TOP),
+    "zoo-race": ("/samplers?view=race&target=mixture", _drawn("floor for 5,000 iid samples"),
+                 ZOO_TOP),
+    "zoo-annealed": ("/samplers?view=annealed&target=mixture", _drawn("annealed Langevin"),
+                     ZOO_TOP),
+    "zoo-stepwise": ("/samplers?view=stepwise&target=donut&sb_sampler=mala&sb_eps=0.6",
+                     _animated("accepted proposal", 0.3), ZOO_TOP),
+    "zoo-leapfrog": ("/samplers?view=stepwise&target=donut&sb_sampler=hmc&sb_eps=0.25",
+                     _animated("accepted proposal", 0.3), ZOO_TOP),
 }
 HEADER_PX = 80  # Streamlit's top bar (with the page menu) covers the top of the main area
 
