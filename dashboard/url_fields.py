@@ -252,10 +252,10 @@ def _sweep_fields(values: Mapping[str, Any]) -> list[Field]:
               widget=u.log_select("chains per sweep run", SWEEP_CHAINS,
                                   help="More chains lower the sampling floor of the "
                                        "discrepancy.")),
-        Field("sw_lo", d["sw_lo"], number(1e-4, 10, positive=True), fmt_float,
-              widget=u.number_box("ε from", min_value=1e-4, max_value=10.0, format="%g")),
-        Field("sw_hi", d["sw_hi"], number(1e-4, 10, positive=True), fmt_float,
-              widget=u.number_box("ε to", min_value=1e-4, max_value=10.0, format="%g")),
+        Field("sw_lo", d["sw_lo"], number(1e-5, 10, positive=True), fmt_float,
+              widget=u.number_box("ε from", min_value=1e-5, max_value=10.0, format="%g")),
+        Field("sw_hi", d["sw_hi"], number(1e-5, 10, positive=True), fmt_float,
+              widget=u.number_box("ε to", min_value=1e-5, max_value=10.0, format="%g")),
     ]
 
 

@@ -3,7 +3,6 @@ the automatic step size, the view box, and the words under a large R-hat (AppTes
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from test_app import FAST, TINY, charts, finish_live, metric, open_app, run, warnings, widget
@@ -122,10 +121,14 @@ def test_r_hat_card_says_when_chains_sit_in_separate_modes():
     assert "separate modes" not in " ".join(i.value for i in one.info)
 
 
-def test_versus_sweep_range_surrounds_the_targets_default():
-    at = open_app({**TINY, "target": "donut"}, page="versus.py")
-    eps = settings_for("donut", "sgld").step_size
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_versus_sweep_range_surrounds_the_targets_default(target):
+    at = open_app({**TINY, "target": target}, page="versus.py")
+    assert not at.error, [e.value for e in at.error]
+    eps = settings_for(target, "sgld").step_size
     lo, hi = widget(at, "versus", "sw_lo").value, widget(at, "versus", "sw_hi").value
     assert lo < eps < hi and lo == pytest.approx(eps / 15, rel=0.05)
     assert hi == pytest.approx(eps * 5, rel=0.05)
-    assert np.isfinite([lo, hi]).all()
+    assert float(at.query_params["sw_lo"]) == lo  # and the link reopens them
+    again = open_app(dict(at.query_params), page="versus.py")
+    assert widget(again, "versus", "sw_lo").value == lo and not warnings(again)
