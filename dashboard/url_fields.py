@@ -32,6 +32,7 @@ from ebmcore.ebm.data import dataset_names
 from ebmcore.energies import Param, ValidationError
 from ebmcore.sampling.runner import MAX_CHAINS, MAX_LEVELS, MAX_STEPS, SampleConfig
 from ebmcore.targets.registry import TARGETS
+from ebmcore.targets.settings import settings_for
 
 __all__ = [
     "FORMULA",
@@ -114,6 +115,9 @@ def load_defaults(page: str, only: tuple[str, ...] | None = None) -> None:
     if only is None:
         what += (f", {d['steps']:,} steps, {d['chains']:,} chains, "
                  f"{INIT_LABELS[d['init']]} start")
+    note = settings_for(target, sampler).note  # how the table chose them (or that it fell short)
+    if note:
+        what += f" ({note})"
     state.put(ss, "loaded", page, (target, sampler, what, loaded))
 
 
