@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmcore.box import Box
+from ebmcore.budget import DEFAULT_BUDGET, Budget
 from ebmcore.ebm.data import Dataset
 from ebmcore.ebm.evaluation import ExactEvaluator, ExactMetrics
 from ebmcore.ebm.models import MLPEnergy, ModelConfig
@@ -105,6 +106,8 @@ class TrainingLoop:
         model_config: the MLP's architecture.
         model: any other energy module ``(N, 2) -> (N,)`` to train instead of the
             MLP (tests use a quadratic energy); checkpoints need an ``MLPEnergy``.
+        budget: the most the whole run may cost (:mod:`ebmcore.budget`), checked first.
+        flag: how the caller can raise the budget, named in the refusal.
 
     The model's box is the data's box grown by ``config.box_pad``; data outside it
     are clamped onto it.  Weights are initialised from ``config.seed`` without
@@ -117,8 +120,10 @@ class TrainingLoop:
     temperature = 1.0  # the temperature the negatives sample p_theta at
 
     def __init__(self, dataset: Dataset, config: object | None = None,
-                 model_config: ModelConfig | None = None, model: nn.Module | None = None) -> None:
-        self.config = c = (config or self.config_class()).validate()
+                 model_config: ModelConfig | None = None, model: nn.Module | None = None, *,
+                 budget: Budget = DEFAULT_BUDGET, flag: str = "") -> None:
+        self.config = c = (config or self.config_class()).validate(
+            budget, model=model_config, flag=flag)
         self.dataset = dataset
         self.box = Box.of(dataset.box).pad(c.box_pad)
         self.train_x = self.box.clamp(dataset.train.float())
@@ -320,7 +325,8 @@ class TrainingLoop:
                         trainer_state=self.state())
 
     @classmethod
-    def resume(cls, path: str, dataset: Dataset | None = None) -> TrainingLoop:
+    def resume(cls, path: str, dataset: Dataset | None = None, *,
+               budget: Budget = DEFAULT_BUDGET, flag: str = "") -> TrainingLoop:
         """A trainer continued from a checkpoint written by :meth:`save`."""
         from ebmcore.ebm.checkpoint import load_checkpoint
 
@@ -328,7 +334,7 @@ class TrainingLoop:
         if ck.method not in cls.methods or ck.trainer_state is None:
             raise ValidationError(f"{path}: not a resumable {'/'.join(cls.methods)} checkpoint")
         trainer = cls(dataset or ck.dataset(), cls.config_class.from_dict(ck.config),
-                      ck.model_config)
+                      ck.model_config, budget=budget, flag=flag)
         trainer.eval_model.load_state_dict(ck.state_dict)  # the average, or the weights
         trainer.load_state(ck.trainer_state)
         trainer.history = list(ck.metrics)

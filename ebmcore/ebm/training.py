@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch import Tensor
 
+from ebmcore.budget import DEFAULT_BUDGET, Budget, check, training_cost
 from ebmcore.defaults import DEFAULT_METHOD, METHOD_DEFAULTS, TRAINING
 from ebmcore.ebm.config import (
     LoopConfig,
@@ -102,8 +103,13 @@ class TrainConfig(LoopConfig):
         """The Langevin noise std actually used, ``sqrt(2 eps T)``."""
         return noise_std(self.step_size, self.chain_temperature)
 
-    def validate(self) -> TrainConfig:
-        """Return a resolved, checked copy, or raise ValidationError."""
+    def validate(self, budget: Budget = DEFAULT_BUDGET, *, model: ModelConfig | None = None,
+                 flag: str = "") -> TrainConfig:
+        """Return a resolved, checked copy, or raise ValidationError.
+
+        The run is priced for ``model`` (default architecture when None) and refused above
+        ``budget``; ``flag`` names how the caller can raise it.
+        """
         c = self.resolved()
         check_positive(c, ("lr", "step_size", "temperature"))
         check_ints(c, (("iters", 1, 10_000_000), ("batch_size", 1, 100_000),
@@ -122,6 +128,14 @@ class TrainConfig(LoopConfig):
         if c.boundary not in BOUNDARIES:
             raise ValidationError(
                 f"boundary must be {' or '.join(BOUNDARIES)}, got {c.boundary!r}")
+        m = model or ModelConfig()
+        exact = c.method == "exact"
+        check(training_cost(iters=c.iters, points=0 if exact else
+                            (c.chains if c.method == "persistent" else c.batch_size),
+                            steps=0 if exact else c.steps, params=m.num_parameters,
+                            width=m.width, depth=m.depth, grid=c.grid if exact else 0,
+                            buffer=c.buffer_size if c.method == "replay" else 0), budget,
+              flag=flag)
         return c
 
     def to_dict(self) -> dict[str, object]:

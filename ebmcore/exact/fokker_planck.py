@@ -36,6 +36,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from ebmcore.budget import DEFAULT_BUDGET, Budget, check, flow_cost
 from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import GridDensity, grid_points, quadrature
 
@@ -77,8 +78,12 @@ class FlowConfig:
     chunk_steps: int = 200  # most time steps between two events (bounds the work per event)
     chunk_seconds: float = 0.5  # and most wall seconds between events (frames never change)
 
-    def validate(self) -> FlowConfig:
-        """Return self, or raise ValidationError with a message for users."""
+    def validate(self, budget: Budget = DEFAULT_BUDGET, *, flag: str = "") -> FlowConfig:
+        """Return self, or raise ValidationError with a message for users.
+
+        The run is priced (:func:`ebmcore.budget.flow_cost`: cells x steps) and refused
+        above ``budget``; ``flag`` names how the caller can raise it.
+        """
         for name in ("dt", "temperature", "init_std"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -112,6 +117,9 @@ class FlowConfig:
         if steps > MAX_FLOW_STEPS:
             raise ValidationError(f"{steps:,} time steps exceed the limit {MAX_FLOW_STEPS:,}: "
                                   "raise dt or shorten the time")
+        n_frames = len(self.times) if self.times else self.frames + 1
+        check(flow_cost(grid=self.grid, steps=steps, frames=n_frames,
+                        solvers=min(_CACHE, RAMP + 2)), budget, flag=flag)
         return self
 
 
@@ -320,7 +328,8 @@ class _Summary:
         return float(mass), torch.stack([mx, my]), cov, float(terms.sum())
 
 
-def evolve(target: Target, config: FlowConfig) -> Iterator[FlowFrame]:
+def evolve(target: Target, config: FlowConfig, *,
+           budget: Budget = DEFAULT_BUDGET) -> Iterator[FlowFrame]:
     """Solve the Fokker–Planck equation of Langevin dynamics on ``target``, yielding frames.
 
     A frame with ``requested=True`` comes at each of :func:`frame_times` (the first
@@ -333,7 +342,7 @@ def evolve(target: Target, config: FlowConfig) -> Iterator[FlowFrame]:
         ValidationError: a bad config, a point init outside the box, or an energy
             that quadrature refuses (not finite on the grid, overflowing).
     """
-    cfg = config.validate()
+    cfg = config.validate(budget)
     start = time.perf_counter()
     p = stationary_density(target, cfg.grid, cfg.temperature)
     summary = _Summary(p)
@@ -386,6 +395,7 @@ def _step_sizes(gap: float, dt: float, ramp: bool) -> list[tuple[float, int]]:
     return [*out, (gap / k, k)]
 
 
-def flow_frames(target: Target, config: FlowConfig) -> list[FlowFrame]:
-    """Drain :func:`evolve` and return the requested frames only."""
-    return [f for f in evolve(target, config) if f.requested]
+def flow_frames(target: Target, config: FlowConfig, *,
+                budget: Budget = DEFAULT_BUDGET) -> list[FlowFrame]:
+    """Drain :func:`evolve` and return the requested frames only (``budget`` as there)."""
+    return [f for f in evolve(target, config, budget=budget) if f.requested]

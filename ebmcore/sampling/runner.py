@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ebmcore.budget import DEFAULT_BUDGET, Budget, check, sampling_cost
 from ebmcore.energies import Box, Target, ValidationError
 from ebmcore.sampling.annealed import MAX_LEVELS, annealed_init, annealing
 from ebmcore.sampling.fast import InplaceGrad, inplace_grad, sgld_loop
@@ -70,8 +71,12 @@ class SampleConfig:
     report_every: int = 0  # steps between events; 0 = about 50 events per run
     fused: bool = True  # False: the per-step reference kernels, same random numbers (checks)
 
-    def validate(self) -> SampleConfig:
-        """Return self, or raise ValidationError with a message for users."""
+    def validate(self, budget: Budget = DEFAULT_BUDGET, *, flag: str = "") -> SampleConfig:
+        """Return self, or raise ValidationError with a message for users.
+
+        The run is priced (:func:`ebmcore.budget.sampling_cost`) and refused above
+        ``budget``; ``flag`` names how the caller can raise it.
+        """
         if self.sampler not in SAMPLERS:
             raise ValidationError(f"unknown sampler {self.sampler!r}; choose {', '.join(SAMPLERS)}")
         for name in ("step_size", "temperature", "init_std", "friction", "sigma_max"):
@@ -103,7 +108,29 @@ class SampleConfig:
             raise ValidationError("init point must be finite")
         if not 0 <= self.keep_paths <= 1000 or self.max_points < 1000:
             raise ValidationError("keep_paths must be in [0, 1000] and max_points >= 1000")
+        self._check_products()
+        grads = self.n_leapfrog if self.sampler == "hmc" else 1
+        check(sampling_cost(chains=self.chains, steps=self.steps, grads_per_step=grads,
+                            keep_paths=self.keep_paths, max_points=self.max_points,
+                            itemsize=8 if self.dtype == "float64" else 4), budget, flag=flag)
         return self
+
+    def _check_products(self) -> None:
+        """The products the kernels form stay finite in the run's dtype.
+
+        The noise std is ``sqrt(2 eps T)`` and the drift ``eps * grad``; finite factors can
+        still overflow together (``eps = 1e308``), which would make every chain diverge at
+        the first step with nothing learnt.
+        """
+        big = torch.finfo(self.torch_dtype).max
+        for label, v in (("step size", self.step_size), ("temperature", self.temperature),
+                         ("step size x temperature", 2.0 * self.step_size * self.temperature),
+                         ("init std", self.init_std), ("friction", self.friction),
+                         ("step size x friction", self.step_size * self.friction),
+                         ("sigma max", self.sigma_max)):
+            if not (math.isfinite(v) and v < big ** 0.5):
+                raise ValidationError(f"{label} is too large for {self.dtype} "
+                                      f"(at most {big ** 0.5:.1e}), got {v:.3g}")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -313,7 +340,8 @@ def _stops(total: int, *periods: int) -> list[int]:
     return sorted(out)
 
 
-def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Iterator[Progress]:
+def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
+        budget: Budget = DEFAULT_BUDGET) -> Iterator[Progress]:
     """Run ``config.chains`` chains on ``target``, yielding progress events.
 
     SGLD on a target with a closed-form gradient runs fused (see the module docstring); it
@@ -325,8 +353,9 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Itera
             detect runaway chains).
         config: the run's settings; validated first.
         x0: optional ``(N, 2)`` initial points, overriding ``config.init``.
+        budget: the most the run may cost (:mod:`ebmcore.budget`); checked first.
     """
-    cfg = config.validate()
+    cfg = config.validate(budget)
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
     x = _initial_points(target, cfg, gen) if x0 is None else x0.to(cfg.device, cfg.torch_dtype)
     if x.shape != (cfg.chains, 2):
@@ -446,9 +475,10 @@ def _run_chunked(target: Target, cfg: SampleConfig, rec: _Recorder, state: Sampl
             yield Progress(step, cfg.steps, rec.trace(step))
 
 
-def sample(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Trace:
+def sample(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
+           budget: Budget = DEFAULT_BUDGET) -> Trace:
     """Drain :func:`run` and return the final trace."""
-    events = run(target, config, x0)
+    events = run(target, config, x0, budget=budget)
     last = next(events)
     for last in events:  # noqa: B007 - draining: only the last event matters
         pass
