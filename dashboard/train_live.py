@@ -127,15 +127,8 @@ def checkpoint_bytes(s: TrainSession) -> bytes:
 
 def load_checkpoint_bytes(data: bytes) -> Any:
     """A paused trainer resumed from checkpoint bytes; CheckpointError/ValidationError if bad."""
+    # reliability: read from memory, so that no message names a server path
     from ebmcore.ebm.checkpoint import load_checkpoint
 
-    fd, path = tempfile.mkstemp(suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        ck = load_checkpoint(path)
-        if ck.method == ADVERSARIAL:
-            return AdversarialTrainer.resume(path)
-        return Trainer.resume(path)
-    finally:
-        os.unlink(path)
+    ck = load_checkpoint(data, name="the uploaded file")
+    return (AdversarialTrainer if ck.method == ADVERSARIAL else Trainer).resume(ck)

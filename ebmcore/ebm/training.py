@@ -217,8 +217,18 @@ class Trainer(TrainingLoop):
         return ("the Langevin chains do not represent p_theta: lower eps, raise K, add the L2 "
                 "penalty, or use persistent chains")
 
+    state_keys = ("sampler",)
+
     def _state_extra(self) -> dict[str, object]:
         return {"sampler": {} if self.sampler is None else self.sampler.state_dict()}
+
+    def _check_resumed(self) -> None:
+        super()._check_resumed()
+        held = getattr(self.sampler, "chains", getattr(self.sampler, "buffer", None))
+        want = {"persistent": self.config.chains, "replay": self.config.buffer_size}
+        if held is not None and self.config.method in want and (
+                held.shape != (want[self.config.method], 2) or not bool(held.isfinite().all())):
+            raise ValueError("negatives")
 
     def _load_extra(self, state: dict[str, object]) -> None:
         if self.sampler is not None:
