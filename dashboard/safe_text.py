@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ebmcore.energies import quote
+from ebmcore.energies import ValidationError, quote
 
 __all__ = ["MAX_URL_VALUE", "md", "url_value"]
 
@@ -29,8 +29,8 @@ def md(text: object) -> str:
 
 
 def url_value(name: str, value: str) -> str:
-    """``value`` when it is short enough, else ValueError naming ``name`` (not the value)."""
+    """``value`` when it is short enough, else ValidationError naming ``name`` (not the value)."""
     if len(value) > MAX_URL_VALUE:
-        raise ValueError(f"{name} is too long ({len(value):,} characters, limit "
+        raise ValidationError(f"{name} is too long ({len(value):,} characters, limit "
                          f"{MAX_URL_VALUE:,}): {quote(value, 20)}")
     return value

@@ -42,6 +42,12 @@ MAX_STEPS = 1_000_000  # per run
 # Steps between divergence checks of the fused loop: a blow-up is reported within this many
 # steps of its first step, and a check (a few passes over N x 2) costs < 1/10 of the steps.
 CHECK_EVERY = 32
+# Between two events at most this many chain-steps (x gradient evaluations) run: about 0.1 s
+# of one core, so a consumer that stops (a closed tab, a replaced run) waits no longer. Runs
+# with more chains are checked more often; the period depends on the config only, so a seed
+# still reproduces a run bit for bit.
+CHUNK_CHAIN_STEPS = 2_000_000
+CHUNK_SECONDS = 0.1  # an event also comes at the first check after this much wall time
 INITS = ("uniform", "gaussian", "point")
 
 
@@ -332,6 +338,27 @@ class _Recorder:
                      time.perf_counter() - self.start)
 
 
+def _check_period(cfg: SampleConfig) -> int:
+    """Steps between divergence checks (and possible events): CHECK_EVERY, or fewer for
+    so many chains that CHECK_EVERY steps would exceed CHUNK_CHAIN_STEPS."""
+    grads = cfg.n_leapfrog if cfg.sampler == "hmc" else 1
+    return max(1, min(CHECK_EVERY, CHUNK_CHAIN_STEPS // (cfg.chains * grads)))
+
+
+class _Clock:
+    """Whether an event is due: at ``every`` steps, at the end, or after CHUNK_SECONDS."""
+
+    def __init__(self, total: int, every: int) -> None:
+        self.total, self.every, self.last = total, every, time.perf_counter()
+
+    def due(self, step: int) -> bool:
+        now = time.perf_counter()
+        if step % self.every == 0 or step == self.total or now - self.last >= CHUNK_SECONDS:
+            self.last = now
+            return True
+        return False
+
+
 def _stops(total: int, *periods: int) -> list[int]:
     """Sorted steps in ``(0, total]`` that are multiples of any period, plus ``total``."""
     out = {total}
@@ -389,7 +416,8 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
         return
     per_step_paths = rec.path_thin == 1
     step = 0
-    for stop in _stops(cfg.steps, rec.thin, every, rec.path_thin):
+    clock = _Clock(cfg.steps, every)
+    for stop in _stops(cfg.steps, rec.thin, every, rec.path_thin, _check_period(cfg)):
         for i in range(step + 1, stop + 1):
             state, info = kernel(target.energy, state, gen, **kw)
             if info.accept_prob is not None and i > cfg.burn_in:
@@ -405,7 +433,7 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
             rec.record(state, step)
         if not per_step_paths and step % rec.path_thin == 0:
             rec.paths[:, step // rec.path_thin] = state.x[: rec.k]
-        if step % every == 0 or step == cfg.steps:
+        if clock.due(step):
             yield Progress(step, cfg.steps, rec.trace(step))
 
 
@@ -425,7 +453,8 @@ def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, x: Tensor, fas
         if s % path_thin == 0:
             rec.paths[:, s // path_thin].copy_(xs[:k])
 
-    for stop in _stops(cfg.steps, every, CHECK_EVERY):
+    clock = _Clock(cfg.steps, every)
+    for stop in _stops(cfg.steps, every, _check_period(cfg)):
         f0 = rec.frames
         sgld_loop(x, fast, stop - step, cfg.step_size, temperature, gen, noise,
                   grad_buf=grad, on_step=keep)
@@ -434,7 +463,7 @@ def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, x: Tensor, fas
         if rec.n_live == 0:  # every chain diverged: nothing left to run
             yield Progress(step, cfg.steps, rec.trace(step))
             return
-        if step % every == 0 or step == cfg.steps:
+        if clock.due(step):
             yield Progress(step, cfg.steps, rec.trace(step))
 
 
@@ -450,7 +479,8 @@ def _run_chunked(target: Target, cfg: SampleConfig, rec: _Recorder, state: Sampl
     esum = torch.zeros(rec.mean_energy.numel(), **f64)
     acc_sum, acc_n = torch.zeros((), **f64), torch.zeros((), **f64)
     step = 0
-    for stop in _stops(cfg.steps, every, CHECK_EVERY):
+    clock = _Clock(cfg.steps, every)
+    for stop in _stops(cfg.steps, every, _check_period(cfg)):
         f0, n_before = rec.frames, rec.n_live
         live = rec.alive.clone()
         for i in range(step + 1, stop + 1):
@@ -471,7 +501,7 @@ def _run_chunked(target: Target, cfg: SampleConfig, rec: _Recorder, state: Sampl
         if rec.n_live == 0:  # every chain diverged: nothing left to run
             yield Progress(step, cfg.steps, rec.trace(step))
             return
-        if step % every == 0 or step == cfg.steps:
+        if clock.due(step):
             yield Progress(step, cfg.steps, rec.trace(step))
 
 
