@@ -6,7 +6,15 @@ from dataclasses import dataclass, fields, replace
 
 from ebmcore.budget import DEFAULT_BUDGET, Budget, check, training_cost
 from ebmcore.defaults import DEFAULT_FLOW, FLOW_DEFAULTS
-from ebmcore.ebm.config import LoopConfig, check_choice, check_ints, check_loop, check_positive
+from ebmcore.ebm.config import (
+    MAX_LR,
+    LoopConfig,
+    check_choice,
+    check_ints,
+    check_loop,
+    check_positive,
+    check_ranges,
+)
 from ebmcore.ebm.flows import FLOWS
 from ebmcore.ebm.models import ModelConfig
 from ebmcore.energies import ValidationError
@@ -48,6 +56,8 @@ class AdversarialConfig(LoopConfig):
         check_choice("flow", self.flow, tuple(FLOWS))
         c = replace(self, **self.missing(FLOW_DEFAULTS[self.flow]))
         check_positive(c, ("lr", "flow_lr", "flow_step_size"))
+        check_ranges(c, (("flow_lr", "(0", MAX_LR, c.flow_lr <= MAX_LR),
+                         ("flow_step_size", "(0", "1e6]", c.flow_step_size <= 1e6)))
         check_ints(c, (("iters", 1, 10_000_000), ("batch_size", 2, 100_000),
                        ("flow_steps", 0, 1000), ("flow_layers", 0, 16),
                        ("flow_components", 1, 256), ("phi_steps", 0, 100),

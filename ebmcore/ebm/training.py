@@ -84,8 +84,8 @@ class TrainConfig(LoopConfig):
             over["chains"] = over.get("batch_size", self.batch_size)
         if not isinstance(self.noise, bool):  # a noise std: its temperature
             sigma = self.noise
-            if sigma is not None and not (math.isfinite(sigma) and sigma >= 0):
-                raise ValidationError(f"noise must be >= 0, got {sigma}")
+            if sigma is not None and not (math.isfinite(sigma) and 0 <= sigma <= 1e6):
+                raise ValidationError(f"noise must be in [0, 1e6], got {sigma}")
             over["noise"] = sigma is None or sigma > 0
             if sigma:
                 over["temperature"] = sigma**2 / (2.0 * over.get("step_size", self.step_size))
@@ -117,6 +117,9 @@ class TrainConfig(LoopConfig):
                        ("eval_every", 0, 10_000_000), ("seed", 0, 2**63 - 1)))
         if c.method != "exact":
             check_ints(c, (("steps", 1, 10_000),))
+        # the chains' noise std is sqrt(2 eps T), their drift eps * grad E, in float32
+        check_ranges(c, (("step_size", "(0", "1e6]", c.step_size <= 1e6),
+                         ("temperature", "(0", "1e6]", c.temperature <= 1e6)))
         check_loop(c)
         check_ranges(c, (("restart", 0, 1, 0 <= c.restart <= 1),))
         if not (c.grid % 2 == 0 and 8 <= c.grid <= 1024):

@@ -57,6 +57,7 @@ __all__ = [
 FLOW_INITS = ("uniform", "gaussian", "point")  # as SampleConfig.init
 MAX_FLOW_GRID = 1024  # cells per side; 1024^2 cells take ~0.1 s per step on one core
 MAX_FLOW_STEPS = 200_000  # time steps per run, so that no request runs for hours
+MAX_MAGNITUDE = 1e100  # dt, T, times, init std: far beyond use, far below float64 overflow
 RAMP = 10  # halvings of dt at the start of a run (see _step_sizes)
 _CACHE = 32  # step sizes whose factorisations are kept
 _DU_CAP = 1e4  # |dE/T| across a face is capped here: B(1e4) = 0 and B(-1e4) = 1e4 exactly
@@ -113,6 +114,18 @@ class FlowConfig:
             raise ValidationError(f"chunk steps must be in [1, 100000], got {self.chunk_steps}")
         if not (isinstance(self.chunk_seconds, (int, float)) and self.chunk_seconds > 0):
             raise ValidationError(f"chunk seconds must be > 0, got {self.chunk_seconds}")
+        for name, label in (("dt", "dt"), ("temperature", "temperature"),
+                            ("init_std", "init std"), ("t_end", "time")):
+            v = getattr(self, name)
+            if v > MAX_MAGNITUDE:  # products with the grid's 1/h^2 would overflow float64
+                raise ValidationError(f"{label} is too large for the solver "
+                                      f"(at most {MAX_MAGNITUDE:g}), got {v:.3g}")
+        if self.times and max(self.times) > MAX_MAGNITUDE:
+            raise ValidationError(f"frame times must be at most {MAX_MAGNITUDE:g}")
+        span = max(self.times) if self.times else self.t_end
+        if span / self.dt > MAX_FLOW_STEPS:  # before counting them one gap at a time
+            raise ValidationError(f"about {span / self.dt:.2g} time steps exceed the limit "
+                                  f"{MAX_FLOW_STEPS:,}: raise dt or shorten the time")
         steps = sum(math.ceil(d / self.dt - 1e-9) for d in _gaps(frame_times(self))) + RAMP
         if steps > MAX_FLOW_STEPS:
             raise ValidationError(f"{steps:,} time steps exceed the limit {MAX_FLOW_STEPS:,}: "
