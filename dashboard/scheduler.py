@@ -42,6 +42,9 @@ ITER_WORK = 3e9
 # turn per two cores keeps the rest free to draw pages.
 SLOTS = max(1, (os.cpu_count() or 2) // 2)
 HALF_LIFE_S = 10.0  # how fast a session's past compute is forgiven when ranking waiters
+# A heavier session's slice waits while a lighter session runs its page (drawing holds the
+# interpreter lock too, so free cores are not enough), but never longer than this at once.
+MAX_DEFER_S = 2.0
 
 
 class FairTurns:
@@ -55,6 +58,7 @@ class FairTurns:
         self._used: dict[Hashable, tuple[float, float]] = {}  # owner -> (seconds, as of)
         self._tickets = itertools.count()
         self._local = threading.local()
+        self._foreground: dict[Hashable, int] = {}  # owner -> page runs in progress
 
     def usage(self, who: Hashable, now: float | None = None) -> float:
         """``who``'s compute seconds, decayed with half-life ``half_life_s``."""
@@ -70,6 +74,26 @@ class FairTurns:
     def _next(self, now: float) -> int:
         return min(self._waiting, key=lambda k: (self.usage(self._waiting[k], now), k))
 
+    def _deferred(self, who: Hashable, now: float) -> bool:
+        """A lighter session is running its page: ``who`` should let it draw first."""
+        mine = self.usage(who, now)
+        return any(f != who and self.usage(f, now) < mine for f in self._foreground)
+
+    @contextmanager
+    def foreground(self, who: Hashable) -> Iterator[None]:
+        """Mark a page run of ``who`` (not a live tick): heavier sessions' slices wait for it
+        (at most MAX_DEFER_S each)."""
+        with self._cv:
+            self._foreground[who] = self._foreground.get(who, 0) + 1
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._foreground[who] -= 1
+                if not self._foreground[who]:
+                    del self._foreground[who]
+                self._cv.notify_all()
+
     @contextmanager
     def turn(self, who: Hashable) -> Iterator[None]:
         """Hold a slot for the body; re-entrant within one thread (a nested turn is free)."""
@@ -83,8 +107,13 @@ class FairTurns:
         with self._cv:
             ticket = next(self._tickets)
             self._waiting[ticket] = who
-            while not (self._busy < self.slots and self._next(time.perf_counter()) == ticket):
-                self._cv.wait(timeout=0.5)
+            since = time.perf_counter()
+            while True:
+                now = time.perf_counter()
+                if (self._busy < self.slots and self._next(now) == ticket
+                        and (now - since >= MAX_DEFER_S or not self._deferred(who, now))):
+                    break
+                self._cv.wait(timeout=0.1)
             del self._waiting[ticket]
             self._busy += 1
         self._local.depth = 1

@@ -119,3 +119,18 @@ def test_trainings_are_priced_for_the_session_and_per_iteration():
     with pytest.raises(ValidationError, match=r"^one training iteration: .*lower Langevin"):
         scheduler.price_training(TrainConfig(method="short-run", steps=20, iters=2),
                                  ModelConfig(width=1024, depth=8))
+
+
+def test_a_heavier_session_waits_while_a_lighter_one_runs_its_page():
+    turns = FairTurns(slots=1, half_life_s=1e9)
+    turns._used["heavy"] = (10.0, time.perf_counter())
+    log: list[str] = []
+    done = threading.Event()
+    with turns.foreground("light"):
+        heavy = _queued(turns, "heavy", log, done)
+        _until(lambda: turns.waiting() == ["heavy"])  # deferred although the slot is free
+        with turns.turn("light"):  # the light page computes meanwhile
+            log.append("light")
+    _until(lambda: log == ["light", "heavy"])  # the page run ended: heavy goes on
+    done.set()
+    heavy.join(WAIT_S)
