@@ -50,8 +50,9 @@ MAX_DEFER_S = 2.0
 class FairTurns:
     """At most ``slots`` turns at once; a free slot goes to the least-used waiting owner."""
 
-    def __init__(self, slots: int = SLOTS, half_life_s: float = HALF_LIFE_S) -> None:
-        self.slots, self.half_life_s = slots, half_life_s
+    def __init__(self, slots: int = SLOTS, half_life_s: float = HALF_LIFE_S,
+                 max_defer_s: float = MAX_DEFER_S) -> None:
+        self.slots, self.half_life_s, self.max_defer_s = slots, half_life_s, max_defer_s
         self._cv = threading.Condition()
         self._busy = 0
         self._waiting: dict[int, Hashable] = {}  # ticket -> owner, tickets in arrival order
@@ -111,7 +112,7 @@ class FairTurns:
             while True:
                 now = time.perf_counter()
                 if (self._busy < self.slots and self._next(now) == ticket
-                        and (now - since >= MAX_DEFER_S or not self._deferred(who, now))):
+                        and (now - since >= self.max_defer_s or not self._deferred(who, now))):
                     break
                 self._cv.wait(timeout=0.1)
             del self._waiting[ticket]

@@ -122,7 +122,7 @@ def test_trainings_are_priced_for_the_session_and_per_iteration():
 
 
 def test_a_heavier_session_waits_while_a_lighter_one_runs_its_page():
-    turns = FairTurns(slots=1, half_life_s=1e9)
+    turns = FairTurns(slots=1, half_life_s=1e9, max_defer_s=1e9)  # no timing in the test
     turns._used["heavy"] = (10.0, time.perf_counter())
     log: list[str] = []
     done = threading.Event()
