@@ -84,8 +84,10 @@ class TrainConfig(LoopConfig):
             over["chains"] = over.get("batch_size", self.batch_size)
         if not isinstance(self.noise, bool):  # a noise std: its temperature
             sigma = self.noise
-            if sigma is not None and not (math.isfinite(sigma) and 0 <= sigma <= 1e6):
-                raise ValidationError(f"noise must be in [0, 1e6], got {sigma}")
+            if sigma is not None and not (math.isfinite(sigma) and sigma >= 0):
+                raise ValidationError(f"noise must be >= 0, got {sigma}")
+            if sigma is not None and sigma > 1e6:  # its square overflows the temperature
+                raise ValidationError(f"noise must be at most 1e6, got {sigma:.3g}")
             over["noise"] = sigma is None or sigma > 0
             if sigma:
                 over["temperature"] = sigma**2 / (2.0 * over.get("step_size", self.step_size))
