@@ -66,7 +66,7 @@ def start(key: Hashable, target: Target, config: SampleConfig, x0: Any = None) -
 def advance(r: LiveRun, budget_s: float) -> LiveRun:
     """Pull events until ``budget_s`` seconds are spent (at least one), or the end, in a fair
     turn of the session (:mod:`dashboard.scheduler`)."""
-    if r.events is None:
+    if r.events is None or r.busy.locked():  # another run of the session is computing it
         return r
     with scheduler.TURNS.turn(scheduler.owner()):
         return _advance(r, budget_s)
@@ -142,6 +142,8 @@ class SweepRun:
 def advance_sweep(sw: SweepRun, budget_s: float) -> SweepRun:
     """Compute sweep points until ``budget_s`` is spent (at least one), or the end, in a
     fair turn of the session."""
+    if sw.busy.locked():  # another run of the session is computing it
+        return sw
     with scheduler.TURNS.turn(scheduler.owner()):
         return _advance_sweep(sw, budget_s)
 
