@@ -83,10 +83,11 @@ def test_a_light_session_under_three_heavy_ones(new_page, server, report):
             assert_no_crash(page)
             page.context.close()  # the tabs close mid-run
         to_idle = _seconds_to_idle(server.pid)
+    after = _first_chart_s(new_page, 6)[1]  # idle again: how much the machine itself drifted
     ratio = max(loaded) / idle
     report(f"light first chart: idle {idle:.2f} s (connected at {idle_conn:.2f} s), with 3 "
            f"heavy sessions {', '.join(f'{b:.2f} (connected {a:.2f})' for a, b in loaded_both)}"
-           f" s (ratio {ratio:.2f}, goal <= 2); "
+           f" s (ratio {ratio:.2f}, goal <= 2), idle again after {after:.2f} s; "
            f"server CPU idle {to_idle:.1f} s after closing the heavy tabs "
            f"(window {IDLE_WINDOW_S:g} s, < {IDLE_SHARE:g} core); peak RSS "
            f"{rss.peak / 1024:.0f} MiB, now {memory_kib(server.pid)['VmRSS'] / 1024:.0f} MiB; "
