@@ -15,7 +15,8 @@ from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ebmcore.energies import Target
+from dashboard import scheduler
+from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import GridDensity
 from ebmcore.sampling.adapt import TARGET_ACCEPT, run_auto, sgld_step_size
 from ebmcore.sampling.runner import SampleConfig, Trace, run
@@ -58,9 +59,10 @@ class LiveRun:
 
 
 def start(key: Hashable, target: Target, config: SampleConfig, x0: Any = None) -> LiveRun:
-    """A new run of ``config`` on ``target`` (nothing computed yet)."""
-    return LiveRun(key, run(target, config, x0), total=config.steps,
-                   started=time.perf_counter())
+    """A new run of ``config`` on ``target`` (nothing computed yet; a request over the
+    dashboard's budget ends at the first advance with its one-line refusal as the error)."""
+    return LiveRun(key, run(target, config, x0, budget=scheduler.SESSION_BUDGET),
+                   total=config.steps, started=time.perf_counter())
 
 
 def auto_step(target: Target, config: SampleConfig, gd: GridDensity) -> tuple[float, str]:
@@ -78,7 +80,15 @@ def auto_step(target: Target, config: SampleConfig, gd: GridDensity) -> tuple[fl
 
 
 def advance(r: LiveRun, budget_s: float) -> LiveRun:
-    """Pull events until ``budget_s`` seconds are spent (at least one), or the end."""
+    """Pull events until ``budget_s`` seconds are spent (at least one), or the end, in a fair
+    turn of the session (:mod:`dashboard.scheduler`)."""
+    if r.events is None or r.busy.locked():  # another run of the session is computing it
+        return r
+    with scheduler.TURNS.turn(scheduler.owner()):
+        return _advance(r, budget_s)
+
+
+def _advance(r: LiveRun, budget_s: float) -> LiveRun:
     if r.events is None or not r.busy.acquire(blocking=False):
         return r
     t0 = time.perf_counter()
@@ -94,6 +104,9 @@ def advance(r: LiveRun, budget_s: float) -> LiveRun:
                 break
             if time.perf_counter() - t0 >= budget_s:
                 break
+    except ValidationError as exc:  # refused (over the budget, bad settings): its one line
+        r.error = str(exc)
+        r.events = None
     except Exception as exc:  # a run must never take the page down: report and keep the trace
         r.error = f"the run stopped with an error: {exc}"
         r.events = None
@@ -143,7 +156,15 @@ class SweepRun:
 
 
 def advance_sweep(sw: SweepRun, budget_s: float) -> SweepRun:
-    """Compute sweep points until ``budget_s`` is spent (at least one), or the end."""
+    """Compute sweep points until ``budget_s`` is spent (at least one), or the end, in a
+    fair turn of the session."""
+    if sw.busy.locked():  # another run of the session is computing it
+        return sw
+    with scheduler.TURNS.turn(scheduler.owner()):
+        return _advance_sweep(sw, budget_s)
+
+
+def _advance_sweep(sw: SweepRun, budget_s: float) -> SweepRun:
     if not sw.busy.acquire(blocking=False):  # another run of the session is computing it
         return sw
     t0 = time.perf_counter()

@@ -3,6 +3,8 @@
 Each live view (the playground's run, SGLD vs MAP's twin runs, the eps sweep,
 training) hands :func:`live_view` what differs: how to find its job in session
 state, how to step it for a time slice, when it is done, and how to draw it.
+Each slice runs in a fair turn of :mod:`dashboard.scheduler`, and only while the
+session is open and the job is still the session's current one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
+
+from dashboard import scheduler
 
 __all__ = ["SYNC_BUDGET_S", "TICK_BUDGET_S", "TICK_S", "Stop", "live_view"]
 
@@ -46,6 +50,8 @@ def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
         running: tick only while true (a finished job is drawn once, without ticking).
     """
 
+    who = scheduler.owner()
+
     @st.fragment(run_every=TICK_S if running else None)
     def tick() -> None:
         j = job()
@@ -56,7 +62,9 @@ def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
                                               type="primary" if stop.primary else "secondary"):
                 stop.action(j)
             else:
-                step(j, TICK_BUDGET_S)
+                scheduler.run_slice(
+                    who, j, lambda: scheduler.session_open(who) and job() is j, step,
+                    TICK_BUDGET_S)
             if done(j):
                 st.rerun(scope="app")
         draw(j)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dashboard import state
+from dashboard.safe_text import url_value
+from ebmcore.energies import quote
 
 __all__ = [
     "Field",
@@ -80,19 +82,19 @@ def number(
         try:
             v = float(text)
         except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
+            raise ValueError(f"{quote(text)} is not a number") from None
         if not math.isfinite(v):
-            raise ValueError(f"{text!r} is not finite")
+            raise ValueError(f"{quote(text)} is not finite")
         if integer:
             if v != int(v):
-                raise ValueError(f"{text!r} is not a whole number")
+                raise ValueError(f"{quote(text)} is not a whole number")
             v = int(v)
         if positive and v <= 0:
-            raise ValueError(f"{text!r} must be > 0")
+            raise ValueError(f"{quote(text)} must be > 0")
         if lo is not None and v < lo:
-            raise ValueError(f"{text!r} is below the minimum {lo:g}")
+            raise ValueError(f"{quote(text)} is below the minimum {lo:g}")
         if hi is not None and v > hi:
-            raise ValueError(f"{text!r} is above the maximum {hi:g}")
+            raise ValueError(f"{quote(text)} is above the maximum {hi:g}")
         return v
 
     return parse
@@ -105,7 +107,7 @@ def boolean(text: str) -> bool:
         return True
     if t in ("0", "false", "off", "no"):
         return False
-    raise ValueError(f"{text!r} is not on/off (use 1 or 0)")
+    raise ValueError(f"{quote(text)} is not on/off (use 1 or 0)")
 
 
 def fmt_bool(v: bool) -> str:
@@ -117,7 +119,7 @@ def choice(options: Sequence[str]) -> Callable[[str], str]:
 
     def parse(text: str) -> str:
         if text not in options:
-            raise ValueError(f"{text!r} is not one of {', '.join(options)}")
+            raise ValueError(f"{quote(text)} is not one of {', '.join(options)}")
         return text
 
     return parse
@@ -140,7 +142,7 @@ def number_list(size: int) -> Callable[[str], str]:
     def parse(t: str) -> str:
         parts = [p for p in t.replace(";", ",").split(",") if p.strip()]
         if len(parts) != size:
-            raise ValueError(f"{t!r} should be {size} numbers separated by commas")
+            raise ValueError(f"{quote(t)} should be {size} numbers separated by commas")
         for p in parts:
             number()(p)
         return t
@@ -183,10 +185,10 @@ def load(
             value = f.default
             if f.name in query:
                 try:
-                    value = f.parse(query[f.name])
+                    value = f.parse(url_value(f.name, query[f.name]))
                 except (ValueError, TypeError) as exc:
                     notes.append(
-                        f"URL value {f.name}={query[f.name]!r} ignored ({exc}); "
+                        f"URL value {f.name}={quote(query[f.name])} ignored ({exc}); "
                         f"using the default {f.fmt(f.default)}"
                     )
             store[wk] = value

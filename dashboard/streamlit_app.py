@@ -26,6 +26,9 @@ THREADS = int(os.environ.get("LANGEVIN_LAB_THREADS", "1"))
 if THREADS > 0 and torch.get_num_threads() != THREADS:
     torch.set_num_threads(THREADS)
 
+from dashboard import scheduler  # noqa: E402 - after the path set-up above
+from dashboard.safe_text import md  # noqa: E402
+
 PAGES = (  # file, title, icon, URL path
     ("playground.py", "Langevin playground", ":material/scatter_plot:", "playground"),
     ("versus.py", "SGLD vs MAP", ":material/compare:", "sgld-vs-map"),
@@ -40,8 +43,11 @@ pages = [st.Page(HERE / "app_pages" / f, title=t, icon=i, url_path=u, default=f 
          for f, t, i, u in PAGES]
 page = st.navigation(pages, position="top")
 try:
-    page.run()
+    # a page run: heavier sessions' live slices wait while it computes and draws
+    with scheduler.TURNS.foreground(scheduler.owner()):
+        page.run()
 except Exception as exc:  # the last line of defence: a message, never a traceback
     logging.getLogger("langevin_lab").exception("page %s failed", page.title)
-    st.error(f"**This page hit an unexpected problem** ({type(exc).__name__}: {exc}). "
-             "The other pages keep working; changing a setting retries.", icon=":material/report:")
+    st.error(f"**This page hit an unexpected problem** ({type(exc).__name__}: "
+             f"{md(str(exc)[:300])}). The other pages keep working; changing a setting "
+             "retries.", icon=":material/report:")

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from dashboard import scheduler
 from ebmcore.ebm.adversarial import AdversarialConfig, AdversarialTrainer
 from ebmcore.ebm.data import Dataset
 from ebmcore.ebm.models import ModelConfig
@@ -69,14 +70,16 @@ class TrainSession:
 def make_trainer(dataset: Dataset, method: str, model: ModelConfig, *, eps: float | None,
                  steps: int | None, noise: bool, lr: float | None, iters: int | None,
                  seed: int, flow: str = DEFAULT_FLOW, flow_steps: int | None = None) -> Any:
-    """A fresh trainer; ValidationError on bad settings."""
+    """A fresh trainer; ValidationError on bad settings or over the dashboard's budget."""
     if method == ADVERSARIAL:
         cfg = AdversarialConfig(flow=flow, flow_steps=flow_steps, flow_step_size=eps, lr=lr,
                                 iters=iters, seed=seed)
+        scheduler.price_training(cfg, model)  # reliability: the session's budget
         return AdversarialTrainer(dataset, cfg, model)
     cfg = TrainConfig(method=method, iters=iters, lr=lr, step_size=eps,
                       steps=None if method == "exact" else steps,
                       noise=None if noise else 0.0, seed=seed)
+    scheduler.price_training(cfg, model)  # reliability: the session's budget
     return Trainer(dataset, cfg, model)
 
 
@@ -127,15 +130,8 @@ def checkpoint_bytes(s: TrainSession) -> bytes:
 
 def load_checkpoint_bytes(data: bytes) -> Any:
     """A paused trainer resumed from checkpoint bytes; CheckpointError/ValidationError if bad."""
+    # reliability: read from memory, so that no message names a server path
     from ebmcore.ebm.checkpoint import load_checkpoint
 
-    fd, path = tempfile.mkstemp(suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        ck = load_checkpoint(path)
-        if ck.method == ADVERSARIAL:
-            return AdversarialTrainer.resume(path)
-        return Trainer.resume(path)
-    finally:
-        os.unlink(path)
+    ck = load_checkpoint(data, name="the uploaded file")
+    return (AdversarialTrainer if ck.method == ADVERSARIAL else Trainer).resume(ck)

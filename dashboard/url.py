@@ -21,6 +21,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard import settings, state
+from dashboard.safe_text import md
 from dashboard.settings import Field, number
 from ebmcore.energies import Param
 
@@ -232,7 +233,7 @@ def show_notes(page: str, notes: list[str], values: dict[str, Any]) -> None:
         state.pop(ss, "notes", page)
         return
     st.warning("**Some settings in the link were not valid and fell back to defaults:**\n\n"
-               + "\n".join(f"- {m}" for m in msgs), icon=":material/link:")
+               + "\n".join(f"- {md(m)}" for m in msgs), icon=":material/link:")
 
 
 def write_url(page: str, fields: Sequence[Field], values: dict[str, Any]) -> None:
@@ -265,7 +266,7 @@ def _draw(page: str, sections: Sequence[Section], fields: Sequence[Field]
                     continue
                 err = f.widget(page, name, now)
                 if err:
-                    st.error(err, icon=":material/error:")
+                    st.error(md(err), icon=":material/error:")
                     errors[name] = err
             note = sec.note(values_of(page, fields)) if sec.note else None
             if note:

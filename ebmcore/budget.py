@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from ebmcore.energies import ValidationError
 
-__all__ = ["ANALYTIC_EVAL", "DEFAULT_BUDGET", "GIB", "Budget", "Cost", "check", "sampling_cost",
-           "training_cost"]
+__all__ = ["ANALYTIC_EVAL", "DEFAULT_BUDGET", "GIB", "Budget", "Cost", "check", "flow_cost",
+           "sampling_cost", "training_cost"]
 
 GIB = 2**30
 ANALYTIC_EVAL = 20.0  # operations of one energy-and-gradient evaluation of a 2D target
@@ -105,3 +105,18 @@ def training_cost(*, iters: int, points: int, steps: int, params: int, width: in
     pass_points = max(float(points), float(grid) ** 2)
     memory = itemsize * (4.0 * pass_points * width * depth + 2.0 * buffer + 16.0 * points)
     return Cost(work, memory, "iterations, Langevin steps K, chains or batch, or the model size")
+
+
+def flow_cost(*, grid: int, steps: int, frames: int, solvers: int = 12, itemsize: int = 8) -> Cost:
+    """The cost of ``steps`` implicit steps of a Fokker–Planck flow on ``grid`` x ``grid`` cells.
+
+    Each step solves every grid line of both axes by cyclic reduction: ``log2(grid)``
+    levels of two multiply-adds per cell, about ``(8 log2 grid + 10)`` operations per
+    cell. Memory holds the kept frames (one density each) and ``solvers`` cached
+    factorisations (two axes, two multipliers per level).
+    """
+    cells = float(grid) ** 2
+    levels = max(1.0, math.log2(max(grid, 2)))
+    work = float(steps) * cells * (8.0 * levels + 10.0)
+    memory = itemsize * cells * (float(frames) + 1.0 + solvers * 4.0 * levels + 8.0)
+    return Cost(work, memory, "the grid, the time or the frames, or raise dt")

@@ -25,7 +25,10 @@ __all__ = [
     "TargetSpec",
     "ValidationError",
     "energy_and_grad",
+    "quote",
 ]
+
+QUOTE_LIMIT = 60  # characters of user text a message repeats
 
 
 class Energy(Protocol):
@@ -36,6 +39,20 @@ class Energy(Protocol):
 
 class ValidationError(ValueError):
     """Bad user input, with a message meant to be shown as it is."""
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` for a message, cut to about ``limit`` characters.
+
+    Messages quote what the user typed; a value of 100 kB must not make a message of
+    100 kB (pages re-render every message they show), so a long one is cut and its
+    length said instead.
+    """
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else text
+    head = repr(text[:limit]) if isinstance(value, str) else text[:limit]
+    return f"{head}... ({len(text):,} characters)"
 
 
 def energy_and_grad(
@@ -78,7 +95,7 @@ class Param:
             try:
                 parts = [float(p) for p in value.replace(";", ",").split(",") if p.strip()]
             except ValueError:
-                raise ValidationError(f"{name}: {value!r} is not a number list") from None
+                raise ValidationError(f"{name}: {quote(value)} is not a number list") from None
         elif isinstance(value, (list, tuple)):
             parts = [float(v) for v in value]
         elif isinstance(value, Tensor):
@@ -87,7 +104,7 @@ class Param:
             try:
                 parts = [float(value)]  # type: ignore[arg-type]
             except (TypeError, ValueError):
-                raise ValidationError(f"{name}: {value!r} is not a number") from None
+                raise ValidationError(f"{name}: {quote(value)} is not a number") from None
         if len(parts) != self.size:
             raise ValidationError(f"{name}: expected {self.size} number(s), got {len(parts)}")
         for p in parts:
@@ -167,7 +184,7 @@ class TargetSpec:
         if unknown:
             known = ", ".join(self.params) or "none"
             raise ValidationError(
-                f"target {self.name!r} has no parameter {unknown[0]!r} (known: {known})"
+                f"target {self.name!r} has no parameter {quote(unknown[0])} (known: {known})"
             )
         values = {k: p.validate(k, overrides.get(k, p.default)) for k, p in self.params.items()}
         return self.build(**values)

@@ -114,9 +114,10 @@ def test_no_bar_on_a_pipe(repo):
 
 def test_train_bar_and_ctrl_c_keeps_a_resumable_checkpoint(repo, tmp_path):
     out = tmp_path / "run"
+    # a run long enough to interrupt: over the default work budget, raised deliberately
     child = Pty([*CMD, "train", "--data", "mixture", "--method", "exact", "--iters", "100000",
                  "--grid", "32", "--eval-grid", "32", "--eval-every", "20", "--n-train", "500",
-                 "--n-test", "200", "--out", str(out)], repo)
+                 "--n-test", "200", "--out", str(out), "--budget", "1e13"], repo)
     child.read_until(BAR)
     child.read_until(re.compile(rb"\[ +\d+/100000\]"))  # an evaluation line, above the bar
     child.proc.send_signal(signal.SIGINT)
@@ -127,9 +128,11 @@ def test_train_bar_and_ctrl_c_keeps_a_resumable_checkpoint(repo, tmp_path):
     assert m and 0 < int(m.group(1)) < 100_000
     metrics = pd.read_csv(out / "metrics.csv")
     assert len(metrics) >= 1 and (out / "model.pt").exists()
+    from ebmcore.budget import Budget
     from ebmcore.ebm.training import Trainer
 
-    assert Trainer.resume(str(out / "model.pt")).iteration == int(m.group(1))
+    resumed = Trainer.resume(str(out / "model.pt"), budget=Budget(work=1e13))
+    assert resumed.iteration == int(m.group(1))
 
 
 def test_train_quiet_and_json_draw_no_bar(repo):

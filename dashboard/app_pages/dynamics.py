@@ -10,6 +10,7 @@ import torch
 from dashboard import cache, flow_live, panels, state, url, url_build
 from dashboard.figures.dynamics import flow_figure, tv_figure
 from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
+from dashboard.safe_text import md
 from dashboard.url_views import FLOW_SECTIONS, FLOW_STAGES
 from ebmcore.energies import ValidationError
 from ebmcore.exact.fokker_planck import ou_moments
@@ -63,7 +64,7 @@ def watch(key: tuple) -> None:
 
 def results(j: flow_live.FlowJob, values: dict) -> None:
     if j.error:
-        st.error(j.error, icon=":material/report:")
+        st.error(md(j.error), icon=":material/report:")
     if not j.curve or len(j.frames) < len(j.frame_idx) or not j.frames:
         st.info("Stopped before the comparison finished: change a setting to run again.",
                 icon=":material/stop_circle:")
@@ -118,7 +119,7 @@ def main() -> None:
     try:
         tkey, cfg = build(values)
     except ValidationError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(md(exc), icon=":material/error:")
         return
     url.write_url(PAGE, fields, values)
     q = {k: v for k, v in st.query_params.to_dict().items()
@@ -134,7 +135,7 @@ def main() -> None:
             j = flow_live.start(key, cache.target(tkey), cfg, grid=int(values["grid"]),
                                 bins=int(values["bins"]))
         except ValidationError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md(exc), icon=":material/error:")
             return
         state.put(ss, "run", PAGE, j)
     if not j.finished:

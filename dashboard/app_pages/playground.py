@@ -9,6 +9,7 @@ from dashboard import cache, live, panels, state, url_build
 from dashboard.arviz_button import arviz_download
 from dashboard.figures import sampling as figures
 from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
+from dashboard.safe_text import md
 from dashboard.url_fields import SAMPLER_LABELS
 from ebmcore.energies import ValidationError
 from ebmcore.exact.diagnostics import likelihood_curve
@@ -106,7 +107,7 @@ def main() -> None:
         try:
             cfg, why = url_build.run_inputs(tkey, form.config, form.auto)
         except ValidationError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md(exc), icon=":material/error:")
             return
         r = live.start(run_key, target, cfg)
         r.memo["auto"], r.memo["cfg"] = why, cfg
@@ -124,7 +125,7 @@ def main() -> None:
         watch(run_key, view, title)
         return
     if r.error:
-        st.error(r.error, icon=":material/report:")
+        st.error(md(r.error), icon=":material/report:")
         return
     tr = r.trace
     if r.stopped:

@@ -8,6 +8,7 @@ import torch
 
 from dashboard import cache, panels, state, url, url_build
 from dashboard.figures.samplers import modes_figure, phase_figure, race_figure, stepwise_figure
+from dashboard.safe_text import md
 from dashboard.url_views import VIEWS, ZOO_SECTIONS, ZOO_STAGES
 from ebmcore.box import Box
 from ebmcore.energies import ValidationError
@@ -111,7 +112,7 @@ def main() -> None:
         tkey = url_build.build_target_key(values)
         cache.density(tkey)
     except ValidationError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(md(exc), icon=":material/error:")
         return
     url.write_url(PAGE, fields, values)
     if view == "annealed" and tkey[0] != "mixture":
@@ -128,7 +129,7 @@ def main() -> None:
                 fig, warning = compute(view, tkey, values)
                 memo = {"key": key, "fig": fig, "warning": warning}
         except ValidationError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md(exc), icon=":material/error:")
             return
         state.put(ss, "run", PAGE, memo)
     st.caption(CAPTIONS[view])

@@ -10,6 +10,7 @@ import streamlit as st
 from dashboard import cache, panels, state, train_live, url, url_build
 from dashboard.figures import training as figures
 from dashboard.live_view import SYNC_BUDGET_S, live_view
+from dashboard.safe_text import md
 from dashboard.url_fields import METHOD_LABELS, TRAIN_SECTIONS, TRAIN_STAGES
 from ebmcore.energies import ValidationError
 
@@ -108,7 +109,7 @@ def buttons(sess, values: dict) -> None:
         try:
             trainer = url_build.build_trainer(values)
         except ValidationError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md(exc), icon=":material/error:")
             return
         state.put(ss, "train", PAGE, train_live.start(tuple(sorted(values.items())), trainer))
     elif pause or resume or stop:
@@ -136,7 +137,7 @@ def files(sess) -> None:
             try:
                 trainer = train_live.load_checkpoint_bytes(io.BytesIO(up.getvalue()).read())
             except Exception as exc:  # a bad file is reported, never raised
-                st.error(f"could not load {up.name}: {exc}", icon=":material/error:")
+                st.error(f"could not load {md(up.name)}: {md(exc)}", icon=":material/error:")
             else:
                 s = train_live.start(("checkpoint", up.name), trainer)
                 s.status = "finished" if trainer.finished else "paused"
@@ -160,7 +161,7 @@ def main() -> None:
         try:
             ds = cache.dataset(values["data"], int(values["seed"]))
         except ValidationError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md(exc), icon=":material/error:")
         else:
             left, right = st.columns([1, 1], gap="medium")
             with left:
@@ -178,7 +179,7 @@ def main() -> None:
     if sess.key != tuple(sorted(values.items())) and sess.key[0] != "checkpoint":
         st.caption("The settings changed since this run started: **start** runs them anew.")
     if sess.error:
-        st.error(sess.error, icon=":material/report:")
+        st.error(md(sess.error), icon=":material/report:")
     ev = sess.last
     if ev is not None and ev.message:
         (st.warning if ev.diverged else st.success)(ev.message)

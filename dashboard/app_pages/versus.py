@@ -10,6 +10,7 @@ import streamlit as st
 from dashboard import cache, live, panels, state, url_build
 from dashboard.figures import sampling as figures
 from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
+from dashboard.safe_text import md
 from ebmcore.energies import ValidationError
 from ebmcore.exact.summary import summarize
 from ebmcore.exact.sweep import SweepConfig, eps_grid, sweep
@@ -60,7 +61,7 @@ def sweep_section(tkey: tuple, values: dict) -> None:
     try:
         cfg = sweep_config(values)
     except Exception as exc:
-        st.error(f"sweep settings: {exc}", icon=":material/error:")
+        st.error(f"sweep settings: {md(exc)}", icon=":material/error:")
         return
     key = (tkey, cfg)
     sw = state.get(ss, "sweep", PAGE)
@@ -90,7 +91,7 @@ def sweep_section(tkey: tuple, values: dict) -> None:
         if cur.events is not None:
             st.progress(len(cur.points) / cur.total, text=f"{len(cur.points)} of {cur.total} runs")
         if cur.error:
-            st.error(cur.error, icon=":material/report:")
+            st.error(md(cur.error), icon=":material/report:")
         panels.chart(figures.sweep_figure(cur.points, eps_range=eps_range),
                      live=_w("sweep_chart") if cur.events is not None else None)
         div = [p for p in cur.points if p.n_diverged]
@@ -122,7 +123,7 @@ def main() -> None:
         try:
             cfg, why = url_build.run_inputs(tkey, base, form.auto)
         except ValidationError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md(exc), icon=":material/error:")
             return
         # the same seed, so the same initial points: the noise is the only difference
         runs = (live.start(keys[0], target, cfg),
@@ -146,7 +147,7 @@ def results(runs, target, gd, view, titles) -> None:
     a, b = runs
     for r in runs:
         if r.error:
-            st.error(r.error, icon=":material/report:")
+            st.error(md(r.error), icon=":material/report:")
             return
         if "summary" not in r.memo:
             r.memo["summary"] = summarize(r.trace, target, gd)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from ebmcore.cli.args import finite_float
+from ebmcore.budget import DEFAULT_BUDGET, Budget
+from ebmcore.cli.args import BUDGET_FLAG, finite_float
 from ebmcore.defaults import DEFAULT_FLOW
 from ebmcore.ebm.adversarial import (
     FLOW_DEFAULTS,
@@ -61,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"fresh draws of q for the bound at each evaluation ({d.bound_samples})")
 
 
-def make_trainer(args: argparse.Namespace, data: Dataset,
-                 model: ModelConfig) -> AdversarialTrainer:
+def make_trainer(args: argparse.Namespace, data: Dataset, model: ModelConfig,
+                 budget: Budget = DEFAULT_BUDGET) -> AdversarialTrainer:
     """An adversarial trainer from ``train``'s parsed arguments (shared ones included)."""
     d = AdversarialConfig()
     cfg = AdversarialConfig(
@@ -77,7 +78,7 @@ def make_trainer(args: argparse.Namespace, data: Dataset,
         init_gain=d.init_gain if args.init_gain is None else args.init_gain,
         bound_samples=args.bound_samples, eval_grid=args.eval_grid,
         eval_every=args.eval_every, box_pad=args.box_pad, seed=args.seed)
-    return AdversarialTrainer(data, cfg, model)
+    return AdversarialTrainer(data, cfg, model, budget=budget, flag=BUDGET_FLAG)
 
 
 def progress(event: TrainEvent) -> str:

@@ -6,9 +6,12 @@ import argparse
 import math
 from collections.abc import Sequence
 
+from ebmcore.budget import DEFAULT_BUDGET, GIB, Budget
 from ebmcore.energies import ValidationError
 
-__all__ = ["finite_float", "key_values", "numbers"]
+__all__ = ["BUDGET_FLAG", "add_budget", "budget_of", "finite_float", "key_values", "numbers"]
+
+BUDGET_FLAG = "--budget"  # named in every refusal, so the user knows how to raise the limit
 
 
 def finite_float(text: str) -> float:
@@ -51,3 +54,25 @@ def key_values(items: Sequence[str], flag: str = "--param") -> dict[str, str]:
             raise ValidationError(f"{flag} {key} given twice")
         out[key] = value.strip()
     return out
+
+
+def _positive(text: str) -> float:
+    v = finite_float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
+    return v
+
+
+def add_budget(p: argparse.ArgumentParser) -> None:
+    """``--budget OPS`` and ``--memory GIB``: raise (or lower) the work budget deliberately."""
+    p.add_argument(BUDGET_FLAG, type=_positive, default=DEFAULT_BUDGET.work, metavar="OPS",
+                   help="most scalar operations one request may take (default "
+                        f"{DEFAULT_BUDGET.work:.0e}); a request above it is refused before it runs")
+    p.add_argument("--memory", type=_positive, default=DEFAULT_BUDGET.memory / GIB,
+                   metavar="GIB", help="most memory one request may hold, in GiB (default "
+                                       f"{DEFAULT_BUDGET.memory / GIB:g})")
+
+
+def budget_of(args: argparse.Namespace) -> Budget:
+    """The budget the command line asked for."""
+    return Budget(work=args.budget, memory=args.memory * GIB)

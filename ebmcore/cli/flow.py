@@ -13,7 +13,7 @@ import json
 
 import torch
 
-from ebmcore.cli.args import finite_float, key_values, numbers
+from ebmcore.cli.args import BUDGET_FLAG, add_budget, budget_of, finite_float, key_values, numbers
 from ebmcore.cli.sample import FORMULA_BOX, build_target, fmt_value, jsonable
 from ebmcore.energies import Target
 from ebmcore.exact.fokker_planck import (
@@ -66,6 +66,7 @@ def add_parser(sub) -> None:
     p.add_argument("--grid", type=int, default=d.grid, help="cells per side over the box")
     p.add_argument("--dt", type=finite_float, default=d.dt, help="time step (backward Euler)")
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    add_budget(p)
     p.set_defaults(handler=cmd_flow)
 
 
@@ -92,11 +93,12 @@ def cmd_flow(args: argparse.Namespace) -> int:
     target = build_target(args.target, key_values(args.param), args.box)
     cfg = FlowConfig(t_end=args.time, frames=args.frames, dt=args.dt, grid=args.grid,
                      temperature=args.temperature, init=args.init,
-                     init_point=tuple(args.init_point), init_std=args.init_std).validate()
+                     init_point=tuple(args.init_point), init_std=args.init_std).validate(
+                         budget_of(args), flag=BUDGET_FLAG)
     prev = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     try:
-        frames = flow_frames(target, cfg)
+        frames = flow_frames(target, cfg, budget=budget_of(args))
     finally:
         torch.set_num_threads(prev)
     exact = _closed_form(target, cfg, frames)

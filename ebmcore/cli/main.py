@@ -12,6 +12,7 @@ import copy
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -146,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """An error for the terminal: colour codes removed, one line, at most ``limit`` chars."""
+    text = " ".join(_ANSI.sub("", str(exc)).split())
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 for bad input, as argparse)."""
     argv = _glue_negative(sys.argv[1:] if argv is None else list(argv))
@@ -156,7 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ValidationError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {one_line(exc)}\n")
+        return 2
+    except (OverflowError, FloatingPointError) as exc:  # a product no check foresaw
+        sys.stderr.write(f"error: a number overflowed ({one_line(exc)}); lower the step "
+                         "size, the temperature or the other large settings\n")
         return 2
     except OSError as exc:  # e.g. the output file cannot be written
         sys.stderr.write(f"error: {exc}\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ebmcore.cli.args import finite_float, key_values, numbers
+from ebmcore.cli.args import BUDGET_FLAG, add_budget, budget_of, finite_float, key_values, numbers
 from ebmcore.cli.progress import EventProgress, progress_wanted
 from ebmcore.defaults import DEFAULT_TARGET, sampling_defaults
 from ebmcore.energies import Target, ValidationError
@@ -101,6 +101,7 @@ def add_parser(sub, epilog: str = "") -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no table (warnings and errors still on stderr)")
+    add_budget(p)
     p.set_defaults(handler=cmd_sample)
 
 
@@ -156,7 +157,8 @@ def _run(target: Target, cfg: SampleConfig, args: argparse.Namespace) -> tuple[P
     bar = EventProgress(cfg.steps, enabled=wanted, unit="step",
                         desc=f"{cfg.sampler} x {cfg.chains:,} chains")
     last = None
-    for last in bar.track(run(target, cfg), lambda ev: ev.step):  # noqa: B007 - draining
+    events = run(target, cfg, budget=budget_of(args))
+    for last in bar.track(events, lambda ev: ev.step):  # noqa: B007 - draining
         pass
     assert last is not None  # run() always yields at least its final event
     return last, bar.interrupted and not last.finished
@@ -181,7 +183,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                                                 for k, v in given.items()},
         noise=not args.no_noise and bool(d["noise"]), temperature=args.temperature,
         friction=args.friction, levels=args.levels, sigma_max=args.sigma_max, seed=args.seed,
-        dtype=args.dtype, device=args.device).validate()
+        dtype=args.dtype, device=args.device).validate(budget_of(args), flag=BUDGET_FLAG)
     gd = quadrature(target.energy, target.box, GRID)
     explanation = None
     if auto:  # adapt, then run at the frozen eps (statistics after adaptation only)

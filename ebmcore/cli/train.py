@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ebmcore.cli import adversarial as cli_adversarial
-from ebmcore.cli.args import finite_float, key_values, numbers
+from ebmcore.cli.args import BUDGET_FLAG, add_budget, budget_of, finite_float, key_values, numbers
 from ebmcore.cli.progress import EventProgress, progress_wanted
 from ebmcore.defaults import DEFAULT_DATASET, DEFAULT_METHOD, METHOD_DEFAULTS
 from ebmcore.ebm.adversarial import AdversarialTrainer
@@ -140,6 +140,7 @@ def add_parser(sub) -> None:
                    help="torch CPU threads (default 1: the matrices are small, and threads on a "
                    "shared machine thrash); 0 = torch's default")
     cli_adversarial.add_arguments(p)
+    add_budget(p)
     p.set_defaults(handler=cmd_train)
 
 
@@ -159,18 +160,20 @@ def _noise(args: argparse.Namespace) -> dict[str, object]:
 def _trainer(args: argparse.Namespace) -> TrainingLoop:
     if args.resume:
         adversarial = load_checkpoint(args.resume).method == cli_adversarial.METHOD
-        trainer = (AdversarialTrainer if adversarial else Trainer).resume(args.resume)
+        trainer = (AdversarialTrainer if adversarial else Trainer).resume(
+            args.resume, budget=budget_of(args), flag=BUDGET_FLAG)
         if args.iters is not None:
             if args.iters < trainer.iteration:
                 raise ValidationError(f"--iters {args.iters} is below the checkpoint's "
                                       f"iteration {trainer.iteration}")
-            trainer.config = replace(trainer.config, iters=args.iters).validate()
+            trainer.config = replace(trainer.config, iters=args.iters).validate(
+                budget_of(args), model=trainer.model.config, flag=BUDGET_FLAG)
         return trainer
     data = make_dataset(args.data, args.n_train, args.n_test, args.data_seed,
                         key_values(args.param))
     model = ModelConfig(width=args.width, depth=args.depth, activation=args.activation)
     if args.method == cli_adversarial.METHOD:
-        return cli_adversarial.make_trainer(args, data, model)
+        return cli_adversarial.make_trainer(args, data, model, budget_of(args))
     cfg = TrainConfig(
         method=args.method, iters=args.iters, lr=args.lr, lr_final=args.lr_final,
         betas=None if args.betas is None else tuple(args.betas), ema=args.ema,
@@ -179,7 +182,7 @@ def _trainer(args: argparse.Namespace) -> TrainingLoop:
         chains=args.chains, buffer_size=args.buffer_size, restart=args.restart, grid=args.grid,
         eval_grid=args.eval_grid, eval_every=args.eval_every, init_gain=args.init_gain,
         box_pad=args.box_pad, boundary=args.boundary, kernel=args.kernel, seed=args.seed)
-    return Trainer(data, cfg, model)
+    return Trainer(data, cfg, model, budget=budget_of(args), flag=BUDGET_FLAG)
 
 
 def _cell(v: object) -> object:

@@ -151,6 +151,8 @@ class AdversarialTrainer(TrainingLoop):
     def _advice(self) -> str:
         return "lower the learning rates (--lr, --flow-lr), add the L2 penalty, or clip gradients"
 
+    state_keys = ("flow", "flow_optimizer")
+
     def _state_extra(self) -> dict[str, object]:
         return {"flow": {k: v.detach().clone() for k, v in self.flow.state_dict().items()},
                 "flow_optimizer": self.flow_optimizer.state_dict()}

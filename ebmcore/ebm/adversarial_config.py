@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from ebmcore.budget import DEFAULT_BUDGET, Budget, check, training_cost
 from ebmcore.defaults import DEFAULT_FLOW, FLOW_DEFAULTS
-from ebmcore.ebm.config import LoopConfig, check_choice, check_ints, check_loop, check_positive
+from ebmcore.ebm.config import (
+    MAX_LR,
+    LoopConfig,
+    check_choice,
+    check_ints,
+    check_loop,
+    check_positive,
+    check_ranges,
+)
 from ebmcore.ebm.flows import FLOWS
+from ebmcore.ebm.models import ModelConfig
 from ebmcore.energies import ValidationError
 
 __all__ = ["FLOW_DEFAULTS", "METHOD", "THETA_WEIGHTS", "AdversarialConfig"]
@@ -36,11 +46,18 @@ class AdversarialConfig(LoopConfig):
     bound_samples: int = 4096  # fresh draws for the bound at each logged iteration
     diverge_nats: float = 30.0  # train NLL this far above uniform-on-box = diverged
 
-    def validate(self) -> AdversarialConfig:
-        """Return a copy with defaults filled in, or raise ValidationError."""
+    def validate(self, budget: Budget = DEFAULT_BUDGET, *, model: ModelConfig | None = None,
+                 flag: str = "") -> AdversarialConfig:
+        """Return a copy with defaults filled in, or raise ValidationError.
+
+        Priced as a training run whose negatives take ``flow_steps`` steps, run again for
+        each of the ``phi_steps`` updates of q (refused above ``budget``).
+        """
         check_choice("flow", self.flow, tuple(FLOWS))
         c = replace(self, **self.missing(FLOW_DEFAULTS[self.flow]))
         check_positive(c, ("lr", "flow_lr", "flow_step_size"))
+        check_ranges(c, (("flow_lr", "(0", MAX_LR, c.flow_lr <= MAX_LR),
+                         ("flow_step_size", "(0", "1e6]", c.flow_step_size <= 1e6)))
         check_ints(c, (("iters", 1, 10_000_000), ("batch_size", 2, 100_000),
                        ("flow_steps", 0, 1000), ("flow_layers", 0, 16),
                        ("flow_components", 1, 256), ("phi_steps", 0, 100),
@@ -50,6 +67,11 @@ class AdversarialConfig(LoopConfig):
             raise ValidationError(f"theta_weights must be one of {', '.join(THETA_WEIGHTS)}, "
                                   f"got {c.theta_weights!r}")
         check_loop(c)
+        m = model or ModelConfig()
+        check(training_cost(iters=c.iters, points=c.batch_size,
+                            steps=max(1, c.flow_steps) * (1 + c.phi_steps),
+                            params=m.num_parameters, width=m.width, depth=m.depth), budget,
+              flag=flag)
         return c
 
     def to_dict(self) -> dict[str, object]:

@@ -18,13 +18,17 @@ readers that only need the model use ``load_checkpoint(path).model()``.
 
 from __future__ import annotations
 
+import io
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
+from ebmcore.budget import DEFAULT_BUDGET, Budget
+from ebmcore.ebm.checkpoint_schema import SchemaError, check_payload
 from ebmcore.ebm.data import Dataset
 from ebmcore.ebm.models import MLPEnergy, ModelConfig
 from ebmcore.energies import Box, ValidationError
@@ -75,7 +79,7 @@ def save_checkpoint(path: str | os.PathLike, *, method: str, model: MLPEnergy,
 class Checkpoint:
     """A loaded checkpoint (see the module docstring for the fields)."""
 
-    path: str  # where it was read from
+    path: str  # where it was read from (or what messages call an upload)
     method: str  # trainer that wrote it
     model_config: ModelConfig  # the MLP's architecture
     box: Box  # the model's box (its density is zero outside)
@@ -106,50 +110,64 @@ class Checkpoint:
                        dict(d["params"]))
 
 
-def _bad(path: str, why: str) -> CheckpointError:
-    return CheckpointError(f"{path} is not a usable Langevin Lab checkpoint: {why}")
+def _bad(name: str, why: str) -> CheckpointError:
+    return CheckpointError(f"{name} is not a usable Langevin Lab checkpoint: {why}")
 
 
-def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint with ``torch.load(weights_only=True)``.
+def _read(source: str | os.PathLike | bytes, name: str) -> Any:
+    """``torch.load(weights_only=True)``; its own messages (which advise unsafe loading and
+    carry terminal colour codes) are replaced by ours."""
+    import pickle
+
+    try:
+        buf = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
+        with warnings.catch_warnings():  # its warnings about pickle protocols are not ours
+            warnings.simplefilter("ignore")
+            return torch.load(buf, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # objects other than tensors and plain data: refused
+        raise _bad(name, "torch could not read it safely (it holds objects other than "
+                         "tensors, numbers and text, and loading them could run code)") from None
+    except Exception:  # the reader raises many kinds of errors on junk
+        raise _bad(name, "torch could not read it safely (not a torch file, or truncated)"
+                   ) from None
+
+
+def load_checkpoint(source: str | os.PathLike | bytes, *, name: str | None = None,
+                    budget: Budget = DEFAULT_BUDGET) -> Checkpoint:
+    """Read a checkpoint (a path, or the bytes of an upload) with ``weights_only=True``,
+    and check it against the schema (:mod:`ebmcore.ebm.checkpoint_schema`) before use.
+
+    ``name`` is what messages call the file (default: its path; ``"the uploaded file"``
+    for bytes, so that no server path reaches a browser).
 
     Raises:
         CheckpointError: missing file, not a torch file, unsafe content, another
-            format or version, or missing / mistyped fields.
+            format or version, a missing, unknown or mistyped key, tensors over the
+            memory budget, or weights that do not fit the architecture.
     """
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise CheckpointError(f"no checkpoint file at {p}")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # the unpickler raises many kinds of errors on junk
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise _bad(p, f"torch could not read it safely ({first})") from None
+    if isinstance(source, bytes):
+        label = name or "the uploaded file"
+    else:
+        label = name or os.fspath(source)
+        if not os.path.isfile(os.fspath(source)):
+            raise CheckpointError(f"no checkpoint file at {label}")
+    obj = _read(source, label)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise _bad(p, f"it does not have format {FORMAT!r}")
+        raise _bad(label, f"it does not have format {FORMAT!r}")
     if obj.get("version") != VERSION:
-        raise _bad(p, f"version {obj.get('version')!r} is not supported (this code reads "
-                      f"version {VERSION})")
+        raise _bad(label, f"version {str(obj.get('version'))[:20]} is not supported (this "
+                          f"code reads version {VERSION})")
     try:
+        check_payload(obj, budget)
         m, d = obj["model"], obj["data"]
-        if m["kind"] != "mlp":
-            raise _bad(p, f"unknown model kind {m['kind']!r}")
         cfg = ModelConfig(**m["config"])
-        box = tuple(float(v) for v in m["box"])
-        state = dict(m["state_dict"])
-        if not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise _bad(p, "the weights are not all tensors")
-        for key in ("train", "test"):
-            if not isinstance(d[key], torch.Tensor) or d[key].dim() != 2 or d[key].shape[1] != 2:
-                raise _bad(p, f"data.{key} is not an (n, 2) tensor")
-        ck = Checkpoint(p, str(obj["method"]), cfg, box, state, dict(obj["config"]), dict(d),
-                        [dict(r) for r in obj["metrics"]], obj.get("trainer_state"))
-    except (KeyError, TypeError, ValueError) as err:
-        if isinstance(err, CheckpointError):
-            raise
-        raise _bad(p, f"missing or malformed field ({err})") from None
+    except (SchemaError, ValidationError) as err:
+        raise _bad(label, str(err)) from None
+    box = tuple(float(v) for v in m["box"])
+    ck = Checkpoint(label, obj["method"], cfg, box, dict(m["state_dict"]), dict(obj["config"]),
+                    dict(d), [dict(r) for r in obj["metrics"]], obj["trainer_state"])
     try:
         ck.model()
-    except RuntimeError as err:
-        raise _bad(p, f"the weights do not fit the architecture ({str(err)[:200]})") from None
+    except RuntimeError:
+        raise _bad(label, "the weights do not fit the architecture in model.config") from None
     return ck

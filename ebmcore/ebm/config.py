@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 from ebmcore.energies import ValidationError
 
-__all__ = ["LoopConfig", "check_choice", "check_ints", "check_loop", "check_positive",
+MAX_LR = 10.0  # learning rates above this only blow the weights up
+
+__all__ = ["MAX_LR", "LoopConfig", "check_choice", "check_ints", "check_loop", "check_positive",
            "check_ranges"]
 
 
@@ -69,10 +71,13 @@ def check_ranges(config: object, specs: Iterable[tuple[str, object, object, bool
 
 def check_loop(c: object) -> None:
     """The settings of :class:`ebmcore.ebm.loop.TrainingLoop` that every config has."""
-    check_ranges(c, (("lr_final", 0, 1, 0 <= c.lr_final <= 1),
+    # Adam moves each weight by about lr per step: beyond MAX_LR the weights overflow float32
+    check_ranges(c, (("lr", "(0", MAX_LR, 0 < c.lr <= MAX_LR),
+                     ("lr_final", 0, 1, 0 <= c.lr_final <= 1),
                      ("ema", 0, "1)", 0 <= c.ema < 1), ("box_pad", 0, 1, 0 <= c.box_pad <= 1),
                      ("init_gain", "(0", 100, 0 < c.init_gain <= 100),
-                     ("l2", 0, "inf)", c.l2 >= 0), ("grad_clip", 0, "inf)", c.grad_clip >= 0),
+                     ("l2", 0, "1e6]", 0 <= c.l2 <= 1e6),
+                     ("grad_clip", 0, "inf)", c.grad_clip >= 0),
                      ("diverge_nats", "(0", "inf)", c.diverge_nats > 0)))
     if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
         raise ValidationError(f"Adam betas must be two numbers in [0, 1), got {c.betas}")

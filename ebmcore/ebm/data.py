@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ebmcore.box import Box
-from ebmcore.energies import Param, Target, ValidationError
+from ebmcore.energies import Param, Target, ValidationError, quote
 
 __all__ = ["DATASETS", "MAX_POINTS", "Dataset", "DatasetSpec", "dataset_names", "make_dataset"]
 
@@ -162,7 +162,7 @@ def dataset_names() -> list[str]:
 
 def _count(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValidationError(f"{name} must be a whole number, got {value!r}")
+        raise ValidationError(f"{name} must be a whole number, got {quote(value)}")
     if not 1 <= value <= MAX_POINTS:
         raise ValidationError(f"{name} must be between 1 and {MAX_POINTS:,}, got {value}")
     return int(value)
@@ -171,7 +171,7 @@ def _count(name: str, value: object) -> int:
 def _generators(seed: object) -> tuple[torch.Generator, torch.Generator]:
     """Two independent generators (train, test) derived from one seed."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValidationError(f"seed must be a whole number >= 0, got {seed!r}")
+        raise ValidationError(f"seed must be a whole number >= 0, got {quote(seed)}")
     children = np.random.SeedSequence(int(seed)).spawn(2)
     seeds = [int(c.generate_state(1, np.uint64)[0]) >> 1 for c in children]  # 63-bit
     return torch.Generator().manual_seed(seeds[0]), torch.Generator().manual_seed(seeds[1])
@@ -192,7 +192,7 @@ def _toy_params(spec: DatasetSpec, params: Mapping[str, object]) -> dict[str, ob
     if unknown:
         known = ", ".join(spec.params) or "none"
         raise ValidationError(
-            f"dataset {spec.name!r} has no parameter {unknown[0]!r} (known: {known})"
+            f"dataset {spec.name!r} has no parameter {quote(unknown[0])} (known: {known})"
         )
     return {k: p.validate(k, params.get(k, p.default)) for k, p in spec.params.items()}
 
@@ -222,9 +222,9 @@ def make_dataset(
         ValidationError: unknown name, a target without sampler, bad sizes or parameters.
     """
     if not isinstance(name, str):
-        raise ValidationError(f"dataset name must be a string, got {name!r}")
+        raise ValidationError(f"dataset name must be a string, got {quote(name)}")
     if params is not None and not isinstance(params, Mapping):
-        raise ValidationError(f"params must be a mapping of name -> value, got {params!r}")
+        raise ValidationError(f"params must be a mapping of name -> value, got {quote(params)}")
     n_train, n_test = _count("n_train", n_train), _count("n_test", n_test)
     g_train, g_test = _generators(seed)
     params = dict(params or {})
@@ -241,7 +241,7 @@ def make_dataset(
     if name not in TARGETS or not TARGETS[name].has_sampler:
         known = ", ".join(dataset_names())
         why = "has no exact sampler" if name in TARGETS else "is not a known dataset"
-        raise ValidationError(f"{name!r} {why}; choose one of: {known}")
+        raise ValidationError(f"{quote(name)} {why}; choose one of: {known}")
     target = make_target(name, **params)
     train = target.sample(n_train, g_train).float()
     test = target.sample(n_test, g_test).float()

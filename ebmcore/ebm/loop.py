@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmcore.box import Box
+from ebmcore.budget import DEFAULT_BUDGET, Budget
 from ebmcore.ebm.data import Dataset
 from ebmcore.ebm.evaluation import ExactEvaluator, ExactMetrics
 from ebmcore.ebm.models import MLPEnergy, ModelConfig
@@ -105,6 +106,8 @@ class TrainingLoop:
         model_config: the MLP's architecture.
         model: any other energy module ``(N, 2) -> (N,)`` to train instead of the
             MLP (tests use a quadratic energy); checkpoints need an ``MLPEnergy``.
+        budget: the most the whole run may cost (:mod:`ebmcore.budget`), checked first.
+        flag: how the caller can raise the budget, named in the refusal.
 
     The model's box is the data's box grown by ``config.box_pad``; data outside it
     are clamped onto it.  Weights are initialised from ``config.seed`` without
@@ -115,10 +118,13 @@ class TrainingLoop:
     methods: tuple[str, ...] = ()  # checkpoint methods this class resumes
     draws = "negatives"  # what the negatives are called in messages
     temperature = 1.0  # the temperature the negatives sample p_theta at
+    state_keys: tuple[str, ...] = ()  # keys the method adds to the trainer state
 
     def __init__(self, dataset: Dataset, config: object | None = None,
-                 model_config: ModelConfig | None = None, model: nn.Module | None = None) -> None:
-        self.config = c = (config or self.config_class()).validate()
+                 model_config: ModelConfig | None = None, model: nn.Module | None = None, *,
+                 budget: Budget = DEFAULT_BUDGET, flag: str = "") -> None:
+        self.config = c = (config or self.config_class()).validate(
+            budget, model=model_config, flag=flag)
         self.dataset = dataset
         self.box = Box.of(dataset.box).pad(c.box_pad)
         self.train_x = self.box.clamp(dataset.train.float())
@@ -320,19 +326,51 @@ class TrainingLoop:
                         trainer_state=self.state())
 
     @classmethod
-    def resume(cls, path: str, dataset: Dataset | None = None) -> TrainingLoop:
-        """A trainer continued from a checkpoint written by :meth:`save`."""
-        from ebmcore.ebm.checkpoint import load_checkpoint
+    def resume(cls, source: object, dataset: Dataset | None = None, *,
+               budget: Budget = DEFAULT_BUDGET, flag: str = "") -> TrainingLoop:
+        """A trainer continued from a checkpoint written by :meth:`save`.
 
-        ck = load_checkpoint(path)
+        ``source`` is a path, the bytes of an upload, or a loaded ``Checkpoint``. Its config
+        and trainer state are checked key by key first; whatever does not fit this trainer
+        is refused with a CheckpointError naming it, and the run is priced against
+        ``budget`` (``flag`` names how to raise it).
+        """
+        from ebmcore.ebm.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+        from ebmcore.ebm.checkpoint_schema import (
+            SchemaError,
+            check_config,
+            check_trainer_state,
+        )
+
+        ck = source if isinstance(source, Checkpoint) else load_checkpoint(source, budget=budget)
         if ck.method not in cls.methods or ck.trainer_state is None:
-            raise ValidationError(f"{path}: not a resumable {'/'.join(cls.methods)} checkpoint")
+            raise CheckpointError(
+                f"{ck.path}: not a resumable {'/'.join(cls.methods)} checkpoint")
+
+        def bad(why: str) -> CheckpointError:
+            return CheckpointError(f"{ck.path} is not a usable Langevin Lab checkpoint: {why}")
+
+        try:
+            check_config(cls.config_class, ck.config, extra=("method",))
+            check_trainer_state(ck.trainer_state, cls.state_keys)
+        except SchemaError as err:
+            raise bad(str(err)) from None
         trainer = cls(dataset or ck.dataset(), cls.config_class.from_dict(ck.config),
-                      ck.model_config)
-        trainer.eval_model.load_state_dict(ck.state_dict)  # the average, or the weights
-        trainer.load_state(ck.trainer_state)
+                      ck.model_config, budget=budget, flag=flag)
+        try:
+            trainer.eval_model.load_state_dict(ck.state_dict)  # the average, or the weights
+            trainer.load_state(ck.trainer_state)
+            trainer._check_resumed()
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+            raise bad("its trainer state does not fit its config and model "
+                      f"({type(err).__name__})") from None
         trainer.history = list(ck.metrics)
         return trainer
+
+    def _check_resumed(self) -> None:
+        """Raise ValueError when a loaded state cannot continue (shapes, counts)."""
+        if not 0 <= self.iteration <= self.config.iters:
+            raise ValueError("iteration")
 
 
 def run_to_end(trainer: TrainingLoop) -> TrainEvent:

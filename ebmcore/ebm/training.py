@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch import Tensor
 
+from ebmcore.budget import DEFAULT_BUDGET, Budget, check, training_cost
 from ebmcore.defaults import DEFAULT_METHOD, METHOD_DEFAULTS, TRAINING
 from ebmcore.ebm.config import (
     LoopConfig,
@@ -85,6 +86,8 @@ class TrainConfig(LoopConfig):
             sigma = self.noise
             if sigma is not None and not (math.isfinite(sigma) and sigma >= 0):
                 raise ValidationError(f"noise must be >= 0, got {sigma}")
+            if sigma is not None and sigma > 1e6:  # its square overflows the temperature
+                raise ValidationError(f"noise must be at most 1e6, got {sigma:.3g}")
             over["noise"] = sigma is None or sigma > 0
             if sigma:
                 over["temperature"] = sigma**2 / (2.0 * over.get("step_size", self.step_size))
@@ -102,8 +105,13 @@ class TrainConfig(LoopConfig):
         """The Langevin noise std actually used, ``sqrt(2 eps T)``."""
         return noise_std(self.step_size, self.chain_temperature)
 
-    def validate(self) -> TrainConfig:
-        """Return a resolved, checked copy, or raise ValidationError."""
+    def validate(self, budget: Budget = DEFAULT_BUDGET, *, model: ModelConfig | None = None,
+                 flag: str = "") -> TrainConfig:
+        """Return a resolved, checked copy, or raise ValidationError.
+
+        The run is priced for ``model`` (default architecture when None) and refused above
+        ``budget``; ``flag`` names how the caller can raise it.
+        """
         c = self.resolved()
         check_positive(c, ("lr", "step_size", "temperature"))
         check_ints(c, (("iters", 1, 10_000_000), ("batch_size", 1, 100_000),
@@ -111,6 +119,9 @@ class TrainConfig(LoopConfig):
                        ("eval_every", 0, 10_000_000), ("seed", 0, 2**63 - 1)))
         if c.method != "exact":
             check_ints(c, (("steps", 1, 10_000),))
+        # the chains' noise std is sqrt(2 eps T), their drift eps * grad E, in float32
+        check_ranges(c, (("step_size", "(0", "1e6]", c.step_size <= 1e6),
+                         ("temperature", "(0", "1e6]", c.temperature <= 1e6)))
         check_loop(c)
         check_ranges(c, (("restart", 0, 1, 0 <= c.restart <= 1),))
         if not (c.grid % 2 == 0 and 8 <= c.grid <= 1024):
@@ -122,6 +133,14 @@ class TrainConfig(LoopConfig):
         if c.boundary not in BOUNDARIES:
             raise ValidationError(
                 f"boundary must be {' or '.join(BOUNDARIES)}, got {c.boundary!r}")
+        m = model or ModelConfig()
+        exact = c.method == "exact"
+        check(training_cost(iters=c.iters, points=0 if exact else
+                            (c.chains if c.method == "persistent" else c.batch_size),
+                            steps=0 if exact else c.steps, params=m.num_parameters,
+                            width=m.width, depth=m.depth, grid=c.grid if exact else 0,
+                            buffer=c.buffer_size if c.method == "replay" else 0), budget,
+              flag=flag)
         return c
 
     def to_dict(self) -> dict[str, object]:
@@ -203,8 +222,18 @@ class Trainer(TrainingLoop):
         return ("the Langevin chains do not represent p_theta: lower eps, raise K, add the L2 "
                 "penalty, or use persistent chains")
 
+    state_keys = ("sampler",)
+
     def _state_extra(self) -> dict[str, object]:
         return {"sampler": {} if self.sampler is None else self.sampler.state_dict()}
+
+    def _check_resumed(self) -> None:
+        super()._check_resumed()
+        held = getattr(self.sampler, "chains", getattr(self.sampler, "buffer", None))
+        want = {"persistent": self.config.chains, "replay": self.config.buffer_size}
+        if held is not None and self.config.method in want and (
+                held.shape != (want[self.config.method], 2) or not bool(held.isfinite().all())):
+            raise ValueError("negatives")
 
     def _load_extra(self, state: dict[str, object]) -> None:
         if self.sampler is not None:

@@ -36,6 +36,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from ebmcore.budget import DEFAULT_BUDGET, Budget, check, flow_cost
 from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import GridDensity, grid_points, quadrature
 
@@ -56,6 +57,7 @@ __all__ = [
 FLOW_INITS = ("uniform", "gaussian", "point")  # as SampleConfig.init
 MAX_FLOW_GRID = 1024  # cells per side; 1024^2 cells take ~0.1 s per step on one core
 MAX_FLOW_STEPS = 200_000  # time steps per run, so that no request runs for hours
+MAX_MAGNITUDE = 1e100  # dt, T, times, init std: far beyond use, far below float64 overflow
 RAMP = 10  # halvings of dt at the start of a run (see _step_sizes)
 _CACHE = 32  # step sizes whose factorisations are kept
 _DU_CAP = 1e4  # |dE/T| across a face is capped here: B(1e4) = 0 and B(-1e4) = 1e4 exactly
@@ -77,8 +79,12 @@ class FlowConfig:
     chunk_steps: int = 200  # most time steps between two events (bounds the work per event)
     chunk_seconds: float = 0.5  # and most wall seconds between events (frames never change)
 
-    def validate(self) -> FlowConfig:
-        """Return self, or raise ValidationError with a message for users."""
+    def validate(self, budget: Budget = DEFAULT_BUDGET, *, flag: str = "") -> FlowConfig:
+        """Return self, or raise ValidationError with a message for users.
+
+        The run is priced (:func:`ebmcore.budget.flow_cost`: cells x steps) and refused
+        above ``budget``; ``flag`` names how the caller can raise it.
+        """
         for name in ("dt", "temperature", "init_std"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -108,10 +114,25 @@ class FlowConfig:
             raise ValidationError(f"chunk steps must be in [1, 100000], got {self.chunk_steps}")
         if not (isinstance(self.chunk_seconds, (int, float)) and self.chunk_seconds > 0):
             raise ValidationError(f"chunk seconds must be > 0, got {self.chunk_seconds}")
+        for name, label in (("dt", "dt"), ("temperature", "temperature"),
+                            ("init_std", "init std"), ("t_end", "time")):
+            v = getattr(self, name)
+            if v > MAX_MAGNITUDE:  # products with the grid's 1/h^2 would overflow float64
+                raise ValidationError(f"{label} is too large for the solver "
+                                      f"(at most {MAX_MAGNITUDE:g}), got {v:.3g}")
+        if self.times and max(self.times) > MAX_MAGNITUDE:
+            raise ValidationError(f"frame times must be at most {MAX_MAGNITUDE:g}")
+        span = max(self.times) if self.times else self.t_end
+        if span / self.dt > MAX_FLOW_STEPS:  # before counting them one gap at a time
+            raise ValidationError(f"about {span / self.dt:.2g} time steps exceed the limit "
+                                  f"{MAX_FLOW_STEPS:,}: raise dt or shorten the time")
         steps = sum(math.ceil(d / self.dt - 1e-9) for d in _gaps(frame_times(self))) + RAMP
         if steps > MAX_FLOW_STEPS:
             raise ValidationError(f"{steps:,} time steps exceed the limit {MAX_FLOW_STEPS:,}: "
                                   "raise dt or shorten the time")
+        n_frames = len(self.times) if self.times else self.frames + 1
+        check(flow_cost(grid=self.grid, steps=steps, frames=n_frames,
+                        solvers=min(_CACHE, RAMP + 2)), budget, flag=flag)
         return self
 
 
@@ -320,7 +341,8 @@ class _Summary:
         return float(mass), torch.stack([mx, my]), cov, float(terms.sum())
 
 
-def evolve(target: Target, config: FlowConfig) -> Iterator[FlowFrame]:
+def evolve(target: Target, config: FlowConfig, *,
+           budget: Budget = DEFAULT_BUDGET) -> Iterator[FlowFrame]:
     """Solve the Fokker–Planck equation of Langevin dynamics on ``target``, yielding frames.
 
     A frame with ``requested=True`` comes at each of :func:`frame_times` (the first
@@ -333,7 +355,7 @@ def evolve(target: Target, config: FlowConfig) -> Iterator[FlowFrame]:
         ValidationError: a bad config, a point init outside the box, or an energy
             that quadrature refuses (not finite on the grid, overflowing).
     """
-    cfg = config.validate()
+    cfg = config.validate(budget)
     start = time.perf_counter()
     p = stationary_density(target, cfg.grid, cfg.temperature)
     summary = _Summary(p)
@@ -386,6 +408,7 @@ def _step_sizes(gap: float, dt: float, ramp: bool) -> list[tuple[float, int]]:
     return [*out, (gap / k, k)]
 
 
-def flow_frames(target: Target, config: FlowConfig) -> list[FlowFrame]:
-    """Drain :func:`evolve` and return the requested frames only."""
-    return [f for f in evolve(target, config) if f.requested]
+def flow_frames(target: Target, config: FlowConfig, *,
+                budget: Budget = DEFAULT_BUDGET) -> list[FlowFrame]:
+    """Drain :func:`evolve` and return the requested frames only (``budget`` as there)."""
+    return [f for f in evolve(target, config, budget=budget) if f.requested]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ebmcore.budget import DEFAULT_BUDGET, Budget, check, sampling_cost
 from ebmcore.energies import Box, Target, ValidationError
 from ebmcore.sampling.annealed import MAX_LEVELS, annealed_init, annealing
 from ebmcore.sampling.fast import InplaceGrad, inplace_grad, sgld_loop
@@ -41,6 +42,12 @@ MAX_STEPS = 1_000_000  # per run
 # Steps between divergence checks of the fused loop: a blow-up is reported within this many
 # steps of its first step, and a check (a few passes over N x 2) costs < 1/10 of the steps.
 CHECK_EVERY = 32
+# Between two events at most this many chain-steps (x gradient evaluations) run: about 0.1 s
+# of one core, so a consumer that stops (a closed tab, a replaced run) waits no longer. Runs
+# with more chains are checked more often; the period depends on the config only, so a seed
+# still reproduces a run bit for bit.
+CHUNK_CHAIN_STEPS = 2_000_000
+CHUNK_SECONDS = 0.1  # an event also comes at the first check after this much wall time
 INITS = ("uniform", "gaussian", "point")
 
 
@@ -70,8 +77,12 @@ class SampleConfig:
     report_every: int = 0  # steps between events; 0 = about 50 events per run
     fused: bool = True  # False: the per-step reference kernels, same random numbers (checks)
 
-    def validate(self) -> SampleConfig:
-        """Return self, or raise ValidationError with a message for users."""
+    def validate(self, budget: Budget = DEFAULT_BUDGET, *, flag: str = "") -> SampleConfig:
+        """Return self, or raise ValidationError with a message for users.
+
+        The run is priced (:func:`ebmcore.budget.sampling_cost`) and refused above
+        ``budget``; ``flag`` names how the caller can raise it.
+        """
         if self.sampler not in SAMPLERS:
             raise ValidationError(f"unknown sampler {self.sampler!r}; choose {', '.join(SAMPLERS)}")
         for name in ("step_size", "temperature", "init_std", "friction", "sigma_max"):
@@ -103,7 +114,29 @@ class SampleConfig:
             raise ValidationError("init point must be finite")
         if not 0 <= self.keep_paths <= 1000 or self.max_points < 1000:
             raise ValidationError("keep_paths must be in [0, 1000] and max_points >= 1000")
+        self._check_products()
+        grads = self.n_leapfrog if self.sampler == "hmc" else 1
+        check(sampling_cost(chains=self.chains, steps=self.steps, grads_per_step=grads,
+                            keep_paths=self.keep_paths, max_points=self.max_points,
+                            itemsize=8 if self.dtype == "float64" else 4), budget, flag=flag)
         return self
+
+    def _check_products(self) -> None:
+        """The products the kernels form stay finite in the run's dtype.
+
+        The noise std is ``sqrt(2 eps T)`` and the drift ``eps * grad``; finite factors can
+        still overflow together (``eps = 1e308``), which would make every chain diverge at
+        the first step with nothing learnt.
+        """
+        big = torch.finfo(self.torch_dtype).max
+        for label, v in (("step size", self.step_size), ("temperature", self.temperature),
+                         ("step size x temperature", 2.0 * self.step_size * self.temperature),
+                         ("init std", self.init_std), ("friction", self.friction),
+                         ("step size x friction", self.step_size * self.friction),
+                         ("sigma max", self.sigma_max)):
+            if not (math.isfinite(v) and v < big ** 0.5):
+                raise ValidationError(f"{label} is too large for {self.dtype} "
+                                      f"(at most {big ** 0.5:.1e}), got {v:.3g}")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -305,6 +338,27 @@ class _Recorder:
                      time.perf_counter() - self.start)
 
 
+def _check_period(cfg: SampleConfig) -> int:
+    """Steps between divergence checks (and possible events): CHECK_EVERY, or fewer for
+    so many chains that CHECK_EVERY steps would exceed CHUNK_CHAIN_STEPS."""
+    grads = cfg.n_leapfrog if cfg.sampler == "hmc" else 1
+    return max(1, min(CHECK_EVERY, CHUNK_CHAIN_STEPS // (cfg.chains * grads)))
+
+
+class _Clock:
+    """Whether an event is due: at ``every`` steps, at the end, or after CHUNK_SECONDS."""
+
+    def __init__(self, total: int, every: int) -> None:
+        self.total, self.every, self.last = total, every, time.perf_counter()
+
+    def due(self, step: int) -> bool:
+        now = time.perf_counter()
+        if step % self.every == 0 or step == self.total or now - self.last >= CHUNK_SECONDS:
+            self.last = now
+            return True
+        return False
+
+
 def _stops(total: int, *periods: int) -> list[int]:
     """Sorted steps in ``(0, total]`` that are multiples of any period, plus ``total``."""
     out = {total}
@@ -313,7 +367,8 @@ def _stops(total: int, *periods: int) -> list[int]:
     return sorted(out)
 
 
-def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Iterator[Progress]:
+def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
+        budget: Budget = DEFAULT_BUDGET) -> Iterator[Progress]:
     """Run ``config.chains`` chains on ``target``, yielding progress events.
 
     SGLD on a target with a closed-form gradient runs fused (see the module docstring); it
@@ -325,8 +380,9 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Itera
             detect runaway chains).
         config: the run's settings; validated first.
         x0: optional ``(N, 2)`` initial points, overriding ``config.init``.
+        budget: the most the run may cost (:mod:`ebmcore.budget`); checked first.
     """
-    cfg = config.validate()
+    cfg = config.validate(budget)
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
     x = _initial_points(target, cfg, gen) if x0 is None else x0.to(cfg.device, cfg.torch_dtype)
     if x.shape != (cfg.chains, 2):
@@ -360,7 +416,8 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Itera
         return
     per_step_paths = rec.path_thin == 1
     step = 0
-    for stop in _stops(cfg.steps, rec.thin, every, rec.path_thin):
+    clock = _Clock(cfg.steps, every)
+    for stop in _stops(cfg.steps, rec.thin, every, rec.path_thin, _check_period(cfg)):
         for i in range(step + 1, stop + 1):
             state, info = kernel(target.energy, state, gen, **kw)
             if info.accept_prob is not None and i > cfg.burn_in:
@@ -376,7 +433,7 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Itera
             rec.record(state, step)
         if not per_step_paths and step % rec.path_thin == 0:
             rec.paths[:, step // rec.path_thin] = state.x[: rec.k]
-        if step % every == 0 or step == cfg.steps:
+        if clock.due(step):
             yield Progress(step, cfg.steps, rec.trace(step))
 
 
@@ -396,7 +453,8 @@ def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, x: Tensor, fas
         if s % path_thin == 0:
             rec.paths[:, s // path_thin].copy_(xs[:k])
 
-    for stop in _stops(cfg.steps, every, CHECK_EVERY):
+    clock = _Clock(cfg.steps, every)
+    for stop in _stops(cfg.steps, every, _check_period(cfg)):
         f0 = rec.frames
         sgld_loop(x, fast, stop - step, cfg.step_size, temperature, gen, noise,
                   grad_buf=grad, on_step=keep)
@@ -405,7 +463,7 @@ def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, x: Tensor, fas
         if rec.n_live == 0:  # every chain diverged: nothing left to run
             yield Progress(step, cfg.steps, rec.trace(step))
             return
-        if step % every == 0 or step == cfg.steps:
+        if clock.due(step):
             yield Progress(step, cfg.steps, rec.trace(step))
 
 
@@ -421,7 +479,8 @@ def _run_chunked(target: Target, cfg: SampleConfig, rec: _Recorder, state: Sampl
     esum = torch.zeros(rec.mean_energy.numel(), **f64)
     acc_sum, acc_n = torch.zeros((), **f64), torch.zeros((), **f64)
     step = 0
-    for stop in _stops(cfg.steps, every, CHECK_EVERY):
+    clock = _Clock(cfg.steps, every)
+    for stop in _stops(cfg.steps, every, _check_period(cfg)):
         f0, n_before = rec.frames, rec.n_live
         live = rec.alive.clone()
         for i in range(step + 1, stop + 1):
@@ -442,13 +501,14 @@ def _run_chunked(target: Target, cfg: SampleConfig, rec: _Recorder, state: Sampl
         if rec.n_live == 0:  # every chain diverged: nothing left to run
             yield Progress(step, cfg.steps, rec.trace(step))
             return
-        if step % every == 0 or step == cfg.steps:
+        if clock.due(step):
             yield Progress(step, cfg.steps, rec.trace(step))
 
 
-def sample(target: Target, config: SampleConfig, x0: Tensor | None = None) -> Trace:
+def sample(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
+           budget: Budget = DEFAULT_BUDGET) -> Trace:
     """Drain :func:`run` and return the final trace."""
-    events = run(target, config, x0)
+    events = run(target, config, x0, budget=budget)
     last = next(events)
     for last in events:  # noqa: B007 - draining: only the last event matters
         pass

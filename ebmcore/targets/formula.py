@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ebmcore.energies import Box, Energy, Target, ValidationError
+from ebmcore.energies import Box, Energy, Target, ValidationError, quote
 from ebmcore.targets.grammar import (
     BINOPS,
     CONSTANTS,
@@ -107,15 +107,15 @@ def compile_formula(expr: str, params: Mapping[str, float] | None = None) -> Ene
     for name, value in (params or {}).items():
         ok = isinstance(name, str) and name.isascii() and name.isidentifier()
         if not ok or keyword.iskeyword(name):
-            raise FormulaError(f"parameter name {name!r} is not a valid name")
+            raise FormulaError(f"parameter name {quote(name)} is not a valid name")
         if name in consts or name in VARIABLES or name in FUNCTIONS:
-            raise FormulaError(f"parameter name {name!r} clashes with a built-in name")
+            raise FormulaError(f"parameter name {quote(name)} clashes with a built-in name")
         try:
             consts[name] = float(value)
         except (TypeError, ValueError, OverflowError):
-            raise FormulaError(f"parameter {name}: {value!r} is not a number") from None
+            raise FormulaError(f"parameter {quote(name)}: {quote(value)} is not a number") from None
         if not math.isfinite(consts[name]):
-            raise FormulaError(f"parameter {name}: {value!r} is not finite")
+            raise FormulaError(f"parameter {quote(name)}: {quote(value)} is not finite")
     tree = parse(expr, frozenset(consts) | frozenset(VARIABLES))
     body = _build(tree.body, consts)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
@@ -148,7 +148,7 @@ def validate_box(box: Sequence[float]) -> Box:
         x0, x1, y0, y1 = (float(v) for v in box)
     except (TypeError, ValueError, OverflowError):
         raise ValidationError(
-            f"box must be 4 numbers (xmin, xmax, ymin, ymax), got {box!r}"
+            f"box must be 4 numbers (xmin, xmax, ymin, ymax), got {quote(box)}"
         ) from None
     for lo, hi, axis in ((x0, x1, "x"), (y0, y1, "y")):
         if not (math.isfinite(lo) and math.isfinite(hi)):

@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from ebmcore.energies import Param, Target, TargetSpec, ValidationError
+from ebmcore.energies import Param, Target, TargetSpec, ValidationError, quote
 from ebmcore.targets.potentials import (
     build_banana,
     build_double_well,
@@ -124,5 +124,5 @@ def make_target(name: str, **params: object) -> Target:
     """
     spec = TARGETS.get(name)
     if spec is None:
-        raise ValidationError(f"unknown target {name!r}; known targets: {', '.join(TARGETS)}")
+        raise ValidationError(f"unknown target {quote(name)}; known targets: {', '.join(TARGETS)}")
     return spec.make(**params)

@@ -67,7 +67,7 @@ def test_playground_live_run_updates_one_chart_in_place(new_page, report):
 
 
 def test_training_live_run_updates_its_charts_in_place(new_page, report):
-    page = new_page("/train?data=mixture&method=persistent&width=32&iters=100000")
+    page = new_page("/train?data=mixture&method=persistent&width=32&iters=20000")
     wait_for(page, "(c) => c.text.includes('Press')", timeout_s=120)
     page.get_by_role("button", name="start").click()
     _watch(page, report, "training")

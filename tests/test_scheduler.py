@@ -1,0 +1,136 @@
+"""dashboard.scheduler: fair turns, slices skipped for replaced jobs and closed sessions, budgets.
+
+Every wait here waits for a state (an event set, a thread queued), never for a time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from dashboard import live, scheduler
+from dashboard.scheduler import FairTurns, run_slice
+from ebmcore.ebm.models import ModelConfig
+from ebmcore.ebm.training import TrainConfig
+from ebmcore.energies import ValidationError
+from ebmcore.sampling.runner import SampleConfig
+from ebmcore.targets.registry import make_target
+
+WAIT_S = 30.0  # generous bound on waiting for a state; a healthy run needs milliseconds
+
+
+def _until(predicate) -> None:
+    """Wait for ``predicate()`` (a state), failing only if it never comes."""
+    tick, deadline = threading.Event(), time.monotonic() + WAIT_S
+    while not predicate():
+        assert time.monotonic() < deadline, "the state never came"
+        tick.wait(0.001)
+
+
+def _queued(turns: FairTurns, who: str, log: list[str], gate: threading.Event) -> threading.Thread:
+    def body() -> None:
+        with turns.turn(who):
+            log.append(who)
+            gate.wait(WAIT_S)
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t
+
+
+def test_a_free_slot_goes_to_the_least_used_waiter_not_the_first():
+    turns = FairTurns(slots=1, half_life_s=1e9)  # no forgetting within the test
+    for _ in range(3):  # "heavy" has computed before; "light" never
+        with turns.turn("heavy"):
+            pass
+    turns._used["heavy"] = (10.0, turns._used["heavy"][1])
+    hold = threading.Event()
+    log: list[str] = []
+    holder = _queued(turns, "holder", log, hold)
+    _until(lambda: log == ["holder"])
+    go = threading.Event()
+    heavy = _queued(turns, "heavy", log, go)
+    _until(lambda: turns.waiting() == ["heavy"])
+    light = _queued(turns, "light", log, go)
+    _until(lambda: turns.waiting() == ["heavy", "light"])
+    hold.set()  # the slot frees: light (less used) goes before heavy (first in line)
+    _until(lambda: len(log) >= 2)
+    assert log[1] == "light"
+    go.set()
+    for t in (holder, heavy, light):
+        t.join(WAIT_S)
+    assert log == ["holder", "light", "heavy"]
+
+
+def test_turns_are_reentrant_within_a_thread():
+    turns = FairTurns(slots=1)
+    with turns.turn("a"), turns.turn("a"), turns.turn("b"):  # would deadlock if not
+        pass
+    assert turns.waiting() == []
+
+
+def test_a_replaced_or_closed_job_is_not_stepped():
+    steps: list[str] = []
+    current = {"job": "A"}
+    open_sessions = {"s1"}
+
+    def wanted(job: str) -> bool:
+        return "s1" in open_sessions and current["job"] == job
+
+    def step(job: str, budget_s: float) -> None:
+        steps.append(job)
+
+    assert run_slice("s1", "A", lambda: wanted("A"), step, 0.1, FairTurns())
+    current["job"] = "B"  # a new run replaced A
+    assert not run_slice("s1", "A", lambda: wanted("A"), step, 0.1, FairTurns())
+    assert run_slice("s1", "B", lambda: wanted("B"), step, 0.1, FairTurns())
+    open_sessions.clear()  # the tab closed
+    assert not run_slice("s1", "B", lambda: wanted("B"), step, 0.1, FairTurns())
+    assert steps == ["A", "B"]
+
+
+def test_a_live_run_advances_in_chunks_and_stops_between_them():
+    # 1e5 chains x 2000 steps is a long run; each advance returns after one chunk
+    cfg = SampleConfig(chains=100_000, steps=2000, step_size=0.1, report_every=2000)
+    r = live.start("k", make_target("gaussian"), cfg)
+    live.advance(r, 0.0)
+    assert not r.finished and 0 < r.step < cfg.steps  # an event came before the end
+    first = r.step
+    live.stop(r)
+    live.advance(r, 0.0)  # a stopped run is never stepped again
+    assert r.finished and r.stopped and r.step == first
+
+
+def test_a_run_over_the_session_budget_is_refused_in_one_line():
+    cfg = SampleConfig(chains=2_000_000, steps=1_000_000)  # 4e13 operations
+    r = live.advance(live.start("k", make_target("gaussian"), cfg), 0.1)
+    assert r.finished and r.trace is None
+    assert r.error.startswith("this request needs about") and "\n" not in r.error
+    assert "lower chains, steps" in r.error
+
+
+def test_trainings_are_priced_for_the_session_and_per_iteration():
+    scheduler.price_training(TrainConfig(method="persistent"), ModelConfig())  # the default
+    with pytest.raises(ValidationError, match=r"over the budget of 2\.0e12"):
+        scheduler.price_training(TrainConfig(method="short-run", steps=10_000, iters=10),
+                                 ModelConfig(width=1024, depth=8))
+    with pytest.raises(ValidationError, match=r"^one training iteration: .*lower Langevin"):
+        scheduler.price_training(TrainConfig(method="short-run", steps=20, iters=2),
+                                 ModelConfig(width=1024, depth=8))
+
+
+def test_a_heavier_session_waits_while_a_lighter_one_runs_its_page():
+    turns = FairTurns(slots=1, half_life_s=1e9, max_defer_s=1e9)  # no timing in the test
+    turns._used["heavy"] = (10.0, time.perf_counter())
+    log: list[str] = []
+    done = threading.Event()
+    with turns.foreground("light"):
+        heavy = _queued(turns, "heavy", log, done)
+        _until(lambda: turns.waiting() == ["heavy"])  # deferred although the slot is free
+        with turns.turn("light"):  # the light page computes meanwhile
+            log.append("light")
+    _until(lambda: log == ["light", "heavy"])  # the page run ended: heavy goes on
+    done.set()
+    heavy.join(WAIT_S)
