@@ -155,3 +155,23 @@ def test_cli_train_temperature_and_the_older_noise_flag(capsys):
     assert err.startswith("error:") and "not several" in err and len(err.splitlines()) == 1
     assert main([*TRAIN, "--param", "std=0.3", "--param", "std=0.4"]) == 2
     assert "given twice" in capsys.readouterr().err
+
+
+def test_numerics_never_import_the_app_or_argparse():
+    """Outside ebmcore/cli, ebmcore imports no front end (read from the sources, no import)."""
+    import ast
+    from pathlib import Path
+
+    import ebmcore
+
+    root = Path(ebmcore.__file__).parent
+    banned = {"argparse", "dashboard", "streamlit", "plotly"}
+    found = []
+    for path in root.rglob("*.py"):
+        if "cli" in path.relative_to(root).parts[:1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [(path.name, n) for n in names if n.split(".")[0] in banned]
+    assert not found, found
