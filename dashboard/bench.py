@@ -13,13 +13,10 @@ Registered as ``dashboard`` in :data:`ebmcore.bench.core.BENCHES` when imported.
 from __future__ import annotations
 
 import os
-import statistics
-import time
-from collections.abc import Callable
 
 from dashboard.figures import figkit
 from dashboard.figures import sampling as plots
-from ebmcore.bench.core import register_bench
+from ebmcore.bench.core import median_seconds, register_bench
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.summary import GRID, summarize
 from ebmcore.sampling.runner import SampleConfig, sample
@@ -42,15 +39,6 @@ def build_figures(gd, trace, summary) -> dict:
                                       log_z=summary.log_z, total=trace.config.steps),
     }
 
-
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _row(impl: str, chains: int, seconds: float, nbytes: int | None) -> dict:
@@ -76,7 +64,7 @@ def measure(quick: bool = False) -> list[dict]:
             for f in build_figures(gd, trace, summary).values():
                 f.to_json(validate=False)  # what Streamlit sends: building + serialising
 
-        t_fig = _median_time(figures, repeats)
+        t_fig = median_seconds(figures, repeats)
         rows.append(_row("figures after a slider change (build + JSON)", chains, t_fig, size))
         if chains == 500:
             def page(cfg=cfg) -> None:
@@ -85,7 +73,7 @@ def measure(quick: bool = False) -> list[dict]:
                     f.to_json(validate=False)
 
             rows.append(_row("whole response (run + summary + figures)", chains,
-                             _median_time(page, repeats), size))
+                             median_seconds(page, repeats), size))
         if quick:
             break
     return rows

@@ -32,8 +32,8 @@ from ebmcore.sampling.fast import inplace_grad, sgld_loop
 from ebmcore.sampling.kernels import init_state, mala_step, sgld_step
 from ebmcore.targets.registry import make_target
 
-__all__ = ["BENCHES", "BENCH_MODULES", "load_benches", "register_bench", "run_benches",
-           "time_rate"]
+__all__ = ["BENCHES", "BENCH_MODULES", "load_benches", "median_seconds", "register_bench",
+           "run_benches", "time_rate"]
 
 BenchFn = Callable[[bool], list[dict]]
 BENCHES: dict[str, BenchFn] = {}
@@ -59,6 +59,17 @@ def register_bench(name: str) -> Callable[[BenchFn], BenchFn]:
         return fn
 
     return deco
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one untimed warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def time_rate(run: Callable[[int], object], work_per_step: int, seconds: float,

@@ -12,12 +12,10 @@ the baseline's seconds over the row's.
 from __future__ import annotations
 
 import os
-import statistics
-import time
 
 import torch
 
-from ebmcore.bench.core import register_bench
+from ebmcore.bench.core import median_seconds, register_bench
 from ebmcore.exact.fokker_planck import FlowConfig, flow_frames
 from ebmcore.sampling.runner import SampleConfig, sample
 from ebmcore.targets.registry import make_target
@@ -28,15 +26,6 @@ THREADS = 1  # as the tests and a shared 2-core machine run it
 FULL = {"grids": (128, 256), "t_end": 5.0, "frames": 50, "repeats": 3, "chains": 10_000}
 QUICK = {"grids": (32,), "t_end": 0.2, "frames": 4, "repeats": 1, "chains": 100}
 
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 @register_bench("flow")
@@ -50,7 +39,7 @@ def flow_bench(quick: bool) -> list[dict]:
         dt = FlowConfig().dt
         sgld_cfg = SampleConfig(step_size=dt, steps=round(c["t_end"] / dt), chains=c["chains"],
                                 keep_paths=0)
-        base = _median_seconds(lambda: sample(target, sgld_cfg), c["repeats"])
+        base = median_seconds(lambda: sample(target, sgld_cfg), c["repeats"])
         rows = [{"bench": "flow", "impl": f"sgld fast {c['chains']} chains (baseline)",
                  "target": "gaussian", "grid": 0, "chains": c["chains"],
                  "steps": sgld_cfg.steps, "seconds": base, "rate": sgld_cfg.steps / base,
@@ -62,7 +51,7 @@ def flow_bench(quick: bool) -> list[dict]:
             def solve(cfg: FlowConfig = cfg, box: dict = box) -> None:
                 box["frames"] = flow_frames(target, cfg)
 
-            sec = _median_seconds(solve, c["repeats"])
+            sec = median_seconds(solve, c["repeats"])
             frames = box["frames"]
             rows.append({"bench": "flow", "impl": f"fokker-planck grid {n} to t={c['t_end']:g}",
                          "target": "gaussian", "grid": n, "chains": 0,
