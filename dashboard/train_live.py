@@ -5,6 +5,13 @@ exists, ``AdversarialTrainer``) and what the page draws: the last event and the
 per-iteration losses.  Trainers pause exactly between iterations when their
 ``run`` generator is broken off, so advancing by a time budget per tick is the
 same run as an uninterrupted one.
+
+:func:`advance` trains in the caller's thread.  The live page uses :func:`pump`
+instead: a worker thread trains while the page draws, so drawing never holds training
+up; it stops between two iterations when the session is no longer running or when no
+page has pumped it for :data:`LEASE_S` (a closed tab stops its training).  Both take
+the session's lock per iteration, so they never step the trainer at once, and
+:func:`snapshot` copies what a drawing reads under the same lock.
 """
 
 from __future__ import annotations
@@ -26,14 +33,20 @@ __all__ = [
     "ALL_METHODS",
     "DEFAULT_FLOW",
     "FLOWS",
+    "LEASE_S",
+    "Snapshot",
     "TrainSession",
     "advance",
     "checkpoint_bytes",
     "load_checkpoint_bytes",
     "make_trainer",
     "metrics_rows",
+    "pump",
+    "snapshot",
     "start",
 ]
+
+LEASE_S = 2.0  # the worker trains on this long after the last pump, then waits for one
 
 ADVERSARIAL = "adversarial"
 ALL_METHODS = (*METHODS, ADVERSARIAL)
@@ -55,6 +68,8 @@ class TrainSession:
     iters_done: int = 0  # iterations run in this session (for the rate)
     # held while training: two script runs of one session must not step the trainer at once
     busy: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    pumped: float = 0.0  # perf_counter of the last pump (the worker's lease)
+    worker: threading.Thread | None = field(default=None, repr=False, compare=False)
 
     @property
     def rate(self) -> float:
@@ -92,9 +107,7 @@ def advance(s: TrainSession, budget_s: float) -> TrainSession:
     t0 = time.perf_counter()
     try:
         for ev in s.trainer.run():
-            s.last = ev
-            s.losses.append((ev.iteration, ev.loss))
-            s.iters_done += 1
+            _record(s, ev)
             if ev.finished or time.perf_counter() - t0 >= budget_s:
                 break
     except Exception as exc:  # never take the page down
@@ -108,17 +121,80 @@ def advance(s: TrainSession, budget_s: float) -> TrainSession:
     return s
 
 
+def _record(s: TrainSession, ev: Any) -> None:
+    s.last = ev
+    s.losses.append((ev.iteration, ev.loss))
+    s.iters_done += 1
+
+
+def _work(s: TrainSession) -> None:
+    """The worker: one iteration at a time, under the lock, while running and leased."""
+    while s.status == "running" and time.perf_counter() - s.pumped < LEASE_S:
+        with s.busy:
+            if s.status != "running" or s.trainer.finished:
+                break
+            t0 = time.perf_counter()
+            try:
+                ev = s.trainer.step()
+            except Exception as exc:  # never take the page down
+                s.error = f"training stopped with an error: {exc}"
+                s.status = "stopped"
+                break
+            finally:
+                s.compute_s += time.perf_counter() - t0
+            _record(s, ev)
+    if s.status == "running" and s.trainer.finished:
+        s.status = "finished"
+
+
+def pump(s: TrainSession, budget_s: float) -> TrainSession:
+    """Keep a worker training ``s`` and wait up to ``budget_s`` (less if the run stops)."""
+    if s.status != "running":
+        return s
+    s.pumped = time.perf_counter()
+    if s.worker is None or not s.worker.is_alive():
+        s.worker = threading.Thread(target=_work, args=(s,), daemon=True,
+                                    name="langevin-lab-training")
+        s.worker.start()
+    s.worker.join(budget_s)
+    return s
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the live page draws, copied between two iterations."""
+
+    iteration: int  # iterations done
+    last: Any  # the last TrainEvent (its negatives are already a copy)
+    rows: list  # exact-metric rows so far
+    losses: list  # (iteration, loss) per iteration
+    density: Any  # the last evaluation's density grid, or None
+    buffer: Any  # a copy of the replay buffer, or None
+    rate: float  # iterations per second of training
+
+
+def snapshot(s: TrainSession) -> Snapshot:
+    """A consistent copy of what :class:`Snapshot` holds (waits at most one iteration)."""
+    with s.busy:
+        tr = s.trainer
+        buffer = getattr(getattr(tr, "sampler", None), "buffer", None)
+        return Snapshot(tr.iteration, s.last, list(tr.history), list(s.losses),
+                        tr.last_metrics.density if tr.last_metrics is not None else None,
+                        None if buffer is None else buffer.clone(), s.rate)
+
+
 def metrics_rows(s: TrainSession) -> list[dict]:
     """The exact-metric rows so far (one per evaluation)."""
     return list(s.trainer.history)
 
 
 def checkpoint_bytes(s: TrainSession) -> bytes:
-    """The trainer's resumable checkpoint as bytes."""
+    """The trainer's resumable checkpoint as bytes (taken between two iterations)."""
     fd, path = tempfile.mkstemp(suffix=".pt")
     os.close(fd)
     try:
-        s.trainer.save(path)
+        with s.busy:
+            s.trainer.save(path)
         with open(path, "rb") as f:
             return f.read()
     finally:
