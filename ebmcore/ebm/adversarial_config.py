@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from ebmcore.defaults import DEFAULT_FLOW, FLOW_DEFAULTS
+from ebmcore.defaults import ANY, DEFAULT_FLOW, FLOW_DEFAULTS, flow_defaults
 from ebmcore.ebm.config import LoopConfig, check_choice, check_ints, check_loop, check_positive
 from ebmcore.ebm.flows import FLOWS
 from ebmcore.energies import ValidationError
@@ -36,10 +36,11 @@ class AdversarialConfig(LoopConfig):
     bound_samples: int = 4096  # fresh draws for the bound at each logged iteration
     diverge_nats: float = 30.0  # train NLL this far above uniform-on-box = diverged
 
-    def validate(self) -> AdversarialConfig:
-        """Return a copy with defaults filled in, or raise ValidationError."""
+    def validate(self, dataset: str = ANY) -> AdversarialConfig:
+        """Return a copy with the flow's defaults on ``dataset`` filled in, or raise
+        ValidationError."""
         check_choice("flow", self.flow, tuple(FLOWS))
-        c = replace(self, **self.missing(FLOW_DEFAULTS[self.flow]))
+        c = replace(self, **self.missing(flow_defaults(self.flow, dataset)))
         check_positive(c, ("lr", "flow_lr", "flow_step_size"))
         check_ints(c, (("iters", 1, 10_000_000), ("batch_size", 2, 100_000),
                        ("flow_steps", 0, 1000), ("flow_layers", 0, 16),

@@ -118,7 +118,8 @@ class TrainingLoop:
 
     def __init__(self, dataset: Dataset, config: object | None = None,
                  model_config: ModelConfig | None = None, model: nn.Module | None = None) -> None:
-        self.config = c = (config or self.config_class()).validate()
+        # None fields take the method's defaults for this data set (defaults.py)
+        self.config = c = (config or self.config_class()).validate(dataset.name)
         self.dataset = dataset
         self.box = Box.of(dataset.box).pad(c.box_pad)
         self.train_x = self.box.clamp(dataset.train.float())

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch import Tensor
 
-from ebmcore.defaults import DEFAULT_METHOD, METHOD_DEFAULTS, TRAINING
+from ebmcore.defaults import ANY, DEFAULT_METHOD, METHOD_DEFAULTS, TRAINING, training_defaults
 from ebmcore.ebm.config import (
     LoopConfig,
     check_choice,
@@ -75,10 +75,10 @@ class TrainConfig(LoopConfig):
     kernel: str | None = None  # mala (Metropolis-adjusted SGLD: exact, stable) or plain sgld
     diverge_nats: float = 10.0  # train NLL this far above uniform-on-box = diverged
 
-    def resolved(self) -> TrainConfig:
-        """A copy with every ``None`` replaced by the method's default."""
+    def resolved(self, dataset: str = ANY) -> TrainConfig:
+        """A copy with every ``None`` replaced by the method's default on ``dataset``."""
         check_choice("method", self.method, METHODS)
-        over = self.missing(METHOD_DEFAULTS[self.method])
+        over = self.missing(training_defaults(self.method, dataset))
         if self.chains is None:
             over["chains"] = over.get("batch_size", self.batch_size)
         if not isinstance(self.noise, bool):  # a noise std: its temperature
@@ -102,9 +102,9 @@ class TrainConfig(LoopConfig):
         """The Langevin noise std actually used, ``sqrt(2 eps T)``."""
         return noise_std(self.step_size, self.chain_temperature)
 
-    def validate(self) -> TrainConfig:
-        """Return a resolved, checked copy, or raise ValidationError."""
-        c = self.resolved()
+    def validate(self, dataset: str = ANY) -> TrainConfig:
+        """Return a copy resolved for ``dataset`` and checked, or raise ValidationError."""
+        c = self.resolved(dataset)
         check_positive(c, ("lr", "step_size", "temperature"))
         check_ints(c, (("iters", 1, 10_000_000), ("batch_size", 1, 100_000),
                        ("chains", 1, 1_000_000), ("buffer_size", 1, 10_000_000),
