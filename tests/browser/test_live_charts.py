@@ -23,12 +23,16 @@ _SAMPLE_JS = r"""
 ([n, period]) => new Promise((done) => {
   const out = [];
   const look = () => {
+    // the first live chart (a page may have several; each has its own counter)
     let best = null;
     for (const f of document.querySelectorAll('iframe')) {
       let d = null;
       try { d = f.contentDocument; } catch (e) { d = null; }
       const g = d && d.querySelector('.js-plotly-plot');
-      if (g && g.data) best = {traces: g.data.length, updates: Number(g.dataset.updates || 0)};
+      if (g && g.data) {
+        best = {traces: g.data.length, updates: Number(g.dataset.updates || 0)};
+        break;
+      }
     }
     const running = !!document.querySelector('[data-testid="stProgress"]');
     out.push({chart: best, running});
@@ -38,10 +42,13 @@ _SAMPLE_JS = r"""
 })
 """
 
-FIRST_DRAW = """(c) => { for (const f of document.querySelectorAll('iframe')) {
-  try { const g = f.contentDocument.querySelector('.js-plotly-plot');
-        if (g && Number(g.dataset.updates || 0) > 0) return true; } catch (e) {} }
-  return false; }"""
+FIRST_DRAW = """(c) => { let n = 0; for (const f of document.querySelectorAll('iframe')) {
+  let d = null; try { d = f.contentDocument; } catch (e) {}
+  const div = d && d.getElementById('chart');  // a live chart's page, drawn or not yet
+  if (!div) continue;
+  if (Number(div.dataset.updates || 0) === 0) return false;  // every live chart has drawn
+  n += 1; }
+  return n > 0; }"""
 
 
 def _watch(page, report, what: str) -> None:
