@@ -74,6 +74,7 @@ class TrainConfig(LoopConfig):
     boundary: str = "reflect"  # how SGLD chains stay in the box: reflect or clamp
     kernel: str | None = None  # mala (Metropolis-adjusted SGLD: exact, stable) or plain sgld
     diverge_nats: float = 10.0  # train NLL this far above uniform-on-box = diverged
+    l2: float | None = None  # L2 penalty weight on energies (None: the default per data set)
 
     def resolved(self, dataset: str = ANY) -> TrainConfig:
         """A copy with every ``None`` replaced by the method's default on ``dataset``."""
