@@ -20,7 +20,7 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ebmcore.ebm.adversarial import AdversarialConfig, AdversarialTrainer
@@ -70,6 +70,8 @@ class TrainSession:
     busy: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     pumped: float = 0.0  # perf_counter of the last pump (the worker's lease)
     worker: threading.Thread | None = field(default=None, repr=False, compare=False)
+    view: Any = None  # the Snapshot published after the last iteration
+    waiting: int = 0  # threads waiting for `busy`: the worker lets them in (locks are unfair)
 
     @property
     def rate(self) -> float:
@@ -125,6 +127,7 @@ def _record(s: TrainSession, ev: Any) -> None:
     s.last = ev
     s.losses.append((ev.iteration, ev.loss))
     s.iters_done += 1
+    s.view = _copy(s)  # published between two iterations: drawing never waits for the lock
 
 
 def _work(s: TrainSession) -> None:
@@ -143,6 +146,8 @@ def _work(s: TrainSession) -> None:
             finally:
                 s.compute_s += time.perf_counter() - t0
             _record(s, ev)
+        while s.waiting and s.status == "running":  # let a checkpoint in between iterations
+            time.sleep(0.001)
     if s.status == "running" and s.trainer.finished:
         s.status = "finished"
 
@@ -166,21 +171,44 @@ class Snapshot:
 
     iteration: int  # iterations done
     last: Any  # the last TrainEvent (its negatives are already a copy)
-    rows: list  # exact-metric rows so far
-    losses: list  # (iteration, loss) per iteration
+    rows: Any  # exact-metric rows so far (their count, in a published copy)
+    losses: Any  # (iteration, loss) per iteration (their count, in a published copy)
     density: Any  # the last evaluation's density grid, or None
     buffer: Any  # a copy of the replay buffer, or None
     rate: float  # iterations per second of training
 
 
+def _copy(s: TrainSession) -> Snapshot:
+    tr = s.trainer
+    buffer = getattr(getattr(tr, "sampler", None), "buffer", None)
+    # history and losses only ever grow: the reader slices them to this moment (cheap)
+    return Snapshot(tr.iteration, s.last, len(tr.history), len(s.losses),
+                    tr.last_metrics.density if tr.last_metrics is not None else None,
+                    None if buffer is None else buffer.clone(), s.rate)
+
+
 def snapshot(s: TrainSession) -> Snapshot:
-    """A consistent copy of what :class:`Snapshot` holds (waits at most one iteration)."""
-    with s.busy:
-        tr = s.trainer
-        buffer = getattr(getattr(tr, "sampler", None), "buffer", None)
-        return Snapshot(tr.iteration, s.last, list(tr.history), list(s.losses),
-                        tr.last_metrics.density if tr.last_metrics is not None else None,
-                        None if buffer is None else buffer.clone(), s.rate)
+    """What the page draws: the copy published after the last iteration (or one taken now)."""
+    view = s.view
+    if view is None or view.iteration != s.trainer.iteration:
+        with _turn(s):
+            view = _copy(s)
+    return replace(view, rows=s.trainer.history[:view.rows], losses=s.losses[:view.losses])
+
+
+class _turn:
+    """``with _turn(s):`` holds ``s.busy``, the worker stepping aside between iterations."""
+
+    def __init__(self, s: TrainSession) -> None:
+        self.s = s
+
+    def __enter__(self) -> None:
+        self.s.waiting += 1
+        self.s.busy.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.s.busy.release()
+        self.s.waiting -= 1
 
 
 def metrics_rows(s: TrainSession) -> list[dict]:
@@ -193,7 +221,7 @@ def checkpoint_bytes(s: TrainSession) -> bytes:
     fd, path = tempfile.mkstemp(suffix=".pt")
     os.close(fd)
     try:
-        with s.busy:
+        with _turn(s):
             s.trainer.save(path)
         with open(path, "rb") as f:
             return f.read()
