@@ -46,7 +46,7 @@ __all__ = [
     "start",
 ]
 
-LEASE_S = 2.0  # the worker trains on this long after the last pump, then waits for one
+LEASE_S = 10.0  # the worker trains on this long after the last pump, then waits for one
 
 ADVERSARIAL = "adversarial"
 ALL_METHODS = (*METHODS, ADVERSARIAL)
