@@ -39,12 +39,13 @@ def _w(name: str) -> str:
 
 def show(sess: train_live.TrainSession, live: bool = False) -> None:
     """Progress, numbers and figures of a session (``live``: in charts updated in place)."""
-    tr, ev = sess.trainer, sess.last
+    snap = train_live.snapshot(sess)  # a worker may be training on: read one consistent copy
+    tr, ev = sess.trainer, snap.last
     total = tr.config.iters
-    st.progress(min(1.0, tr.iteration / total),
-                text=f"iteration {tr.iteration:,} of {total:,} · {sess.rate:,.1f} it/s · "
+    st.progress(min(1.0, snap.iteration / total),
+                text=f"iteration {snap.iteration:,} of {total:,} · {snap.rate:,.1f} it/s · "
                      f"{sess.status}")
-    rows = train_live.metrics_rows(sess)
+    rows = snap.rows
     m = rows[-1] if rows else {}
     if not rows:
         every = tr.config.eval_every or total
@@ -68,16 +69,14 @@ def show(sess: train_live.TrainSession, live: bool = False) -> None:
                       "How far the current negatives are from the model's own density.")
     panels.metric(c[4], "loss", panels.fmt(None if ev is None else ev.loss, 4))
     left, right = st.columns([1, 1], gap="medium")
-    density = tr.last_metrics.density if tr.last_metrics is not None else None
-    buffer = getattr(getattr(tr, "sampler", None), "buffer", None)
     with left:
         panels.chart(figures.model_figure(
-            tr.box, density, tr.dataset.train, None if ev is None else ev.negatives,
-            buffer=buffer, title=f"p_θ at iteration {tr.iteration:,}"),
+            tr.box, snap.density, tr.dataset.train, None if ev is None else ev.negatives,
+            buffer=snap.buffer, title=f"p_θ at iteration {snap.iteration:,}"),
             live=_w("live_model") if live else None)
     with right:
         panels.chart(figures.training_curves(
-            rows, sess.losses, total=total, entropy=tr.evaluator.entropy,
+            rows, snap.losses, total=total, entropy=tr.evaluator.entropy,
             adversarial=sess.adversarial), live=_w("live_curves") if live else None)
 
 
@@ -88,7 +87,8 @@ def live(sess_key: tuple) -> None:
         sess = state.get(ss, "train", PAGE)
         return sess if sess is not None and sess.key == sess_key else None
 
-    live_view(job, step=train_live.advance, done=lambda s: s.status != "running",
+    # pump: a worker trains on while the fragment draws, so drawing does not slow training
+    live_view(job, step=train_live.pump, done=lambda s: s.status != "running",
               draw=lambda s: show(s, live=True))
 
 

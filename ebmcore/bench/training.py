@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 
 import torch
+from torch import nn
 
 from ebmcore.bench.core import register_bench, time_rate
+from ebmcore.budget import Budget
 from ebmcore.ebm.data import make_dataset
 from ebmcore.ebm.models import ModelConfig
 from ebmcore.ebm.training import TrainConfig, Trainer
@@ -28,10 +30,24 @@ CASES: tuple[tuple[str, dict], ...] = (
                                        "kernel": "sgld"}),
     ("short-run K=60 batch 256 mala", {"method": "short-run", "steps": 60, "batch_size": 256,
                                        "kernel": "mala"}),
+    # the baseline of the two above: the same MALA chains through autograd
+    ("short-run K=60 batch 256 mala, autograd chains",
+     {"method": "short-run", "steps": 60, "batch_size": 256, "kernel": "mala", "autograd": True}),
     ("persistent (defaults)", {"method": "persistent"}),
     ("replay (defaults)", {"method": "replay"}),
     ("exact (defaults)", {"method": "exact"}),
 )
+
+
+class _ViaAutograd(nn.Module):
+    """An MLP behind a wrapper: chains find no closed form and take autograd's input gradient."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
 
 
 @register_bench("training")
@@ -48,14 +64,21 @@ def training_bench(quick: bool) -> list[dict]:
         torch.set_num_threads(prev)
 
 
+UNTIMED = Budget(work=float("inf"))  # iterations are counted by time_rate, not by iters
+
+
 def _rows(data, model: ModelConfig, seconds: float, repeats: int, quick: bool) -> list[dict]:
     rows = []
-    for impl, kw in CASES:
+    for impl, case in CASES:
+        kw = {k: v for k, v in case.items() if k != "autograd"}
         cfg = TrainConfig(**{**kw, "iters": 10_000_000, "eval_every": 0})
         if quick:
             cfg = TrainConfig(**{**kw, "iters": 10_000_000, "eval_every": 0, "steps": 3,
                                  "grid": 16, "eval_grid": 32, "batch_size": 32})
-        trainer = Trainer(data, cfg, model)
+        # an open-ended run, timed for a fixed wall time: no budget applies to it
+        trainer = Trainer(data, cfg, model, budget=UNTIMED)
+        if case.get("autograd"):
+            trainer = Trainer(data, cfg, model=_ViaAutograd(trainer.model), budget=UNTIMED)
 
         def run(k: int, trainer: Trainer = trainer) -> None:
             for _ in trainer.run(k):

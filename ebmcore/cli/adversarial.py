@@ -74,7 +74,7 @@ def make_trainer(args: argparse.Namespace, data: Dataset, model: ModelConfig,
         betas=d.betas if args.betas is None else tuple(args.betas),
         ema=d.ema if getattr(args, "ema", None) is None else args.ema,
         batch_size=d.batch_size if args.batch_size is None else args.batch_size,
-        l2=args.l2, grad_clip=args.grad_clip,
+        l2=0.0 if args.l2 is None else args.l2, grad_clip=args.grad_clip,
         init_gain=d.init_gain if args.init_gain is None else args.init_gain,
         bound_samples=args.bound_samples, eval_grid=args.eval_grid,
         eval_every=args.eval_every, box_pad=args.box_pad, seed=args.seed)

@@ -122,8 +122,8 @@ def add_parser(sub) -> None:
                    help="decay of the running average of the weights that metrics, samples "
                    "and model.pt use (0 = off; default: per method)")
     o.add_argument("--batch-size", type=int, help="data points and negatives per iteration")
-    o.add_argument("--l2", type=finite_float, default=d.l2,
-                   help="L2 penalty weight on energies (0 = off)")
+    o.add_argument("--l2", type=finite_float, default=None,
+                   help="L2 penalty weight on energies (0 = off; default: per data set)")
     o.add_argument("--grad-clip", type=finite_float, default=d.grad_clip,
                    help="max gradient norm (0 = off)")
     o.add_argument("--grid", type=int, default=d.grid, help="exact method: training grid side")

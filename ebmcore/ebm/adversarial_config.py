@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from ebmcore.budget import DEFAULT_BUDGET, Budget, check, training_cost
-from ebmcore.defaults import DEFAULT_FLOW, FLOW_DEFAULTS
+from ebmcore.defaults import ANY, DEFAULT_FLOW, FLOW_DEFAULTS, flow_defaults
 from ebmcore.ebm.config import (
     MAX_LR,
     LoopConfig,
@@ -47,14 +47,15 @@ class AdversarialConfig(LoopConfig):
     diverge_nats: float = 30.0  # train NLL this far above uniform-on-box = diverged
 
     def validate(self, budget: Budget = DEFAULT_BUDGET, *, model: ModelConfig | None = None,
-                 flag: str = "") -> AdversarialConfig:
-        """Return a copy with defaults filled in, or raise ValidationError.
+                 flag: str = "", dataset: str = ANY) -> AdversarialConfig:
+        """Return a copy with the flow's defaults on ``dataset`` filled in, or raise
+        ValidationError.
 
         Priced as a training run whose negatives take ``flow_steps`` steps, run again for
         each of the ``phi_steps`` updates of q (refused above ``budget``).
         """
         check_choice("flow", self.flow, tuple(FLOWS))
-        c = replace(self, **self.missing(FLOW_DEFAULTS[self.flow]))
+        c = replace(self, **self.missing(flow_defaults(self.flow, dataset)))
         check_positive(c, ("lr", "flow_lr", "flow_step_size"))
         check_ranges(c, (("flow_lr", "(0", MAX_LR, c.flow_lr <= MAX_LR),
                          ("flow_step_size", "(0", "1e6]", c.flow_step_size <= 1e6)))

@@ -123,8 +123,9 @@ class TrainingLoop:
     def __init__(self, dataset: Dataset, config: object | None = None,
                  model_config: ModelConfig | None = None, model: nn.Module | None = None, *,
                  budget: Budget = DEFAULT_BUDGET, flag: str = "") -> None:
+        # None fields take the method's defaults for this data set (defaults.py)
         self.config = c = (config or self.config_class()).validate(
-            budget, model=model_config, flag=flag)
+            budget, model=model_config, flag=flag, dataset=dataset.name)
         self.dataset = dataset
         self.box = Box.of(dataset.box).pad(c.box_pad)
         self.train_x = self.box.clamp(dataset.train.float())

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ebmcore.budget import DEFAULT_BUDGET, Budget, check, training_cost
-from ebmcore.defaults import DEFAULT_METHOD, METHOD_DEFAULTS, TRAINING
+from ebmcore.defaults import ANY, DEFAULT_METHOD, METHOD_DEFAULTS, TRAINING, training_defaults
 from ebmcore.ebm.config import (
     LoopConfig,
     check_choice,
@@ -75,11 +75,12 @@ class TrainConfig(LoopConfig):
     boundary: str = "reflect"  # how SGLD chains stay in the box: reflect or clamp
     kernel: str | None = None  # mala (Metropolis-adjusted SGLD: exact, stable) or plain sgld
     diverge_nats: float = 10.0  # train NLL this far above uniform-on-box = diverged
+    l2: float | None = None  # L2 penalty weight on energies (None: the default per data set)
 
-    def resolved(self) -> TrainConfig:
-        """A copy with every ``None`` replaced by the method's default."""
+    def resolved(self, dataset: str = ANY) -> TrainConfig:
+        """A copy with every ``None`` replaced by the method's default on ``dataset``."""
         check_choice("method", self.method, METHODS)
-        over = self.missing(METHOD_DEFAULTS[self.method])
+        over = self.missing(training_defaults(self.method, dataset))
         if self.chains is None:
             over["chains"] = over.get("batch_size", self.batch_size)
         if not isinstance(self.noise, bool):  # a noise std: its temperature
@@ -106,13 +107,13 @@ class TrainConfig(LoopConfig):
         return noise_std(self.step_size, self.chain_temperature)
 
     def validate(self, budget: Budget = DEFAULT_BUDGET, *, model: ModelConfig | None = None,
-                 flag: str = "") -> TrainConfig:
-        """Return a resolved, checked copy, or raise ValidationError.
+                 flag: str = "", dataset: str = ANY) -> TrainConfig:
+        """Return a copy resolved for ``dataset`` and checked, or raise ValidationError.
 
         The run is priced for ``model`` (default architecture when None) and refused above
         ``budget``; ``flag`` names how the caller can raise it.
         """
-        c = self.resolved()
+        c = self.resolved(dataset)
         check_positive(c, ("lr", "step_size", "temperature"))
         check_ints(c, (("iters", 1, 10_000_000), ("batch_size", 1, 100_000),
                        ("chains", 1, 1_000_000), ("buffer_size", 1, 10_000_000),

@@ -23,12 +23,16 @@ _SAMPLE_JS = r"""
 ([n, period]) => new Promise((done) => {
   const out = [];
   const look = () => {
+    // the first live chart (a page may have several; each has its own counter)
     let best = null;
     for (const f of document.querySelectorAll('iframe')) {
       let d = null;
       try { d = f.contentDocument; } catch (e) { d = null; }
       const g = d && d.querySelector('.js-plotly-plot');
-      if (g && g.data) best = {traces: g.data.length, updates: Number(g.dataset.updates || 0)};
+      if (g && g.data) {
+        best = {traces: g.data.length, updates: Number(g.dataset.updates || 0)};
+        break;
+      }
     }
     const running = !!document.querySelector('[data-testid="stProgress"]');
     out.push({chart: best, running});
@@ -38,10 +42,13 @@ _SAMPLE_JS = r"""
 })
 """
 
-FIRST_DRAW = """(c) => { for (const f of document.querySelectorAll('iframe')) {
-  try { const g = f.contentDocument.querySelector('.js-plotly-plot');
-        if (g && Number(g.dataset.updates || 0) > 0) return true; } catch (e) {} }
-  return false; }"""
+FIRST_DRAW = """(c) => { let n = 0; for (const f of document.querySelectorAll('iframe')) {
+  let d = null; try { d = f.contentDocument; } catch (e) {}
+  const div = d && d.getElementById('chart');  // a live chart's page, drawn or not yet
+  if (!div) continue;
+  if (Number(div.dataset.updates || 0) === 0) return false;  // every live chart has drawn
+  n += 1; }
+  return n > 0; }"""
 
 
 def _watch(page, report, what: str) -> None:
@@ -72,3 +79,52 @@ def test_training_live_run_updates_its_charts_in_place(new_page, report):
     page.get_by_role("button", name="start").click()
     _watch(page, report, "training")
     page.get_by_role("button", name="stop").click()
+
+
+# The progress line's iteration count, read in the page at two moments of a live run.
+_ITERATION_JS = r"""() => {
+  const p = document.querySelector('[data-testid="stProgress"]');
+  const m = p && p.innerText.replace(/,/g, '').match(/iteration (\d+) of/);
+  return m ? Number(m[1]) : null;
+}"""
+
+
+def test_training_in_the_browser_keeps_up_with_the_cli(new_page, report):
+    """Iterations per wall second of a live run against the same settings run in-process.
+
+    Reported, not asserted: a speed is a ratio measured in one moment (both runs here).
+    """
+    import os
+    import time
+
+    import torch
+
+    from dashboard import train_live
+    from ebmcore.ebm.data import make_dataset
+    from ebmcore.ebm.models import ModelConfig
+
+    page = new_page("/train?data=mixture&method=persistent&iters=100000")
+    wait_for(page, "(c) => c.text.includes('Press')", timeout_s=120)
+    page.get_by_role("button", name="start").click()
+    wait_for(page, FIRST_DRAW, idle=False, timeout_s=120)
+    n0, t0 = page.evaluate(_ITERATION_JS), time.perf_counter()
+    page.wait_for_timeout(10_000)
+    n1, t1 = page.evaluate(_ITERATION_JS), time.perf_counter()
+    page.get_by_role("button", name="stop").click()
+    browser_rate = (n1 - n0) / (t1 - t0)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the dashboard trains
+    try:
+        tr = train_live.make_trainer(make_dataset("mixture", 2000, 1000, seed=0), "persistent",
+                                     ModelConfig(), eps=None, steps=None, noise=True, lr=None,
+                                     iters=100_000, seed=0)
+        s = train_live.start("cli", tr)
+        train_live.advance(s, 1.0)
+        m0, u0 = tr.iteration, time.perf_counter()
+        train_live.advance(s, 10.0)
+        cli_rate = (tr.iteration - m0) / (time.perf_counter() - u0)
+    finally:
+        torch.set_num_threads(prev)
+    report(f"training: browser {browser_rate:.1f} it/s, in-process {cli_rate:.1f} it/s "
+           f"({browser_rate / cli_rate:.0%}), load average {os.getloadavg()[0]:.2f}")
+    assert n1 > n0  # the live run trains

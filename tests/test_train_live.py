@@ -1,0 +1,61 @@
+"""The training page's background worker: the same run as in the foreground, stops on its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard import train_live
+from ebmcore.ebm.data import make_dataset
+from ebmcore.ebm.models import ModelConfig
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_dataset("mixture", 500, 200, seed=0)
+
+
+def _session(data, iters: int, method: str = "replay") -> train_live.TrainSession:
+    tr = train_live.make_trainer(data, method, ModelConfig(width=16), eps=0.01, steps=3,
+                                 noise=True, lr=1e-3, iters=iters, seed=0)
+    return train_live.start(("k", method, iters), tr)
+
+
+@pytest.mark.parametrize("method", ["short-run", "persistent", "replay", "exact"])
+def test_pumped_run_is_the_foreground_run(data, method):
+    fg = _session(data, 40, method)
+    train_live.advance(fg, 600.0)
+    bg = _session(data, 40, method)
+    snaps = []
+    while bg.status == "running":
+        train_live.pump(bg, 0.01)
+        snaps.append(train_live.snapshot(bg))  # drawing while the worker trains
+    assert bg.status == "finished" and fg.status == "finished"
+    assert [x for _, x in bg.losses] == [x for _, x in fg.losses]  # bit for bit
+    for snap in snaps:  # each copy is one moment: its numbers agree with each other
+        assert len(snap.losses) == snap.iteration
+        assert snap.last is None or snap.last.iteration == snap.iteration
+
+
+def test_worker_stops_when_paused_and_when_no_page_pumps(data):
+    s = _session(data, 1_000_000)
+    train_live.pump(s, 0.0)
+    s.status = "paused"
+    s.worker.join(60)  # a paused run stops between two iterations
+    assert not s.worker.is_alive()
+    done = s.trainer.iteration
+    train_live.pump(s, 0.0)  # paused: pumping does not train
+    assert s.trainer.iteration == done
+    s.status = "running"
+    train_live.pump(s, 0.0)
+    s.worker.join(60 + train_live.LEASE_S)  # no more pumps: the lease runs out
+    assert not s.worker.is_alive() and s.status == "running"
+    assert done < s.trainer.iteration < 1_000_000
+
+
+def test_checkpoint_while_the_worker_trains(data):
+    s = _session(data, 1_000_000, "persistent")
+    train_live.pump(s, 0.05)
+    back = train_live.load_checkpoint_bytes(train_live.checkpoint_bytes(s))
+    s.status = "stopped"
+    s.worker.join(60)
+    assert 0 < back.iteration <= s.trainer.iteration
