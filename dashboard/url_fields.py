@@ -27,10 +27,17 @@ from dashboard.settings import (
     text,
 )
 from dashboard.url import AUTO
-from ebmcore.defaults import DEFAULT_TARGET, flow_defaults, sampling_defaults, training_defaults
+from ebmcore.defaults import (
+    ANY,
+    DEFAULT_TARGET,
+    flow_defaults,
+    sampling_defaults,
+    training_defaults,
+)
 from ebmcore.ebm.data import dataset_names
 from ebmcore.energies import Param, ValidationError
-from ebmcore.sampling.runner import MAX_CHAINS, MAX_LEVELS, MAX_STEPS, SampleConfig
+from ebmcore.sampling.annealed import MAX_LEVELS
+from ebmcore.sampling.runner import MAX_CHAINS, MAX_STEPS, SampleConfig
 from ebmcore.targets.registry import TARGETS
 from ebmcore.targets.settings import settings_for
 
@@ -303,20 +310,21 @@ METHOD_LABELS = {"short-run": "short-run", "persistent": "persistent (PCD)",
 WIDTHS = (16, 32, 64, 128, 256, 512)
 
 
-def method_defaults(method: str, flow: str = train_live.DEFAULT_FLOW) -> dict:
-    """eps, K, lr, iters of a method (or of the adversarial flow), from ebmcore.defaults."""
+def method_defaults(method: str, flow: str = train_live.DEFAULT_FLOW, data: str = ANY) -> dict:
+    """eps, K, lr, iters of a method (or of the adversarial flow) on ``data``, from
+    ebmcore.defaults."""
     if method == train_live.ADVERSARIAL:
-        d = flow_defaults(flow)
+        d = flow_defaults(flow, data)
         return {"eps": d["flow_step_size"], "K": d["flow_steps"], "lr": d["lr"],
                 "iters": d["iters"]}
-    d = training_defaults(method)
+    d = training_defaults(method, data)
     return {"eps": d["step_size"], "K": max(1, d["steps"]), "lr": d["lr"], "iters": d["iters"]}
 
 
 def _on_method(page: str) -> None:
-    """A new method (or flow) brings its own tuned eps, K, lr and iterations."""
+    """A new data set, method or flow brings its own tuned eps, K, lr and iterations."""
     w = lambda n: state.widget_key(page, n)  # noqa: E731
-    for k, v in method_defaults(ss[w("method")], ss[w("flow")]).items():
+    for k, v in method_defaults(ss[w("method")], ss[w("flow")], ss[w("data")]).items():
         ss[w(k)] = v
 
 
@@ -324,9 +332,9 @@ _ADV = _is("method", train_live.ADVERSARIAL)
 _CHAINS = _not("method", "exact")
 
 
-def train_fields(method: str, flow: str) -> list[Field]:
+def train_fields(method: str, flow: str, data: str = ANY) -> list[Field]:
     """The training settings after data, method and flow, with that method's defaults."""
-    d = method_defaults(method, flow)
+    d = method_defaults(method, flow, data)
     adv = method == train_live.ADVERSARIAL
     return [
         Field("width", 128, number(1, 1024, integer=True), widget=u.log_select("width", WIDTHS)),
@@ -356,7 +364,8 @@ TRAIN_STAGES: list[u.Stage] = [
     lambda v: [
         Field("data", "mixture", choice(tuple(dataset_names())), widget=u.select(
             "data set", dataset_names(), help="Toy point clouds, or exact samples of a "
-            "registry target (then the KL to the true density is exact too).")),
+            "registry target (then the KL to the true density is exact too).",
+            on_change=_on_method)),
         Field("method", "persistent", choice(train_live.ALL_METHODS), widget=u.select(
             "negatives from", train_live.ALL_METHODS, fmt=METHOD_LABELS.get,
             on_change=_on_method)),
@@ -364,7 +373,7 @@ TRAIN_STAGES: list[u.Stage] = [
               widget=u.radio("flow of q_φ", train_live.FLOWS, on_change=_on_method,
                              help="Unit-Jacobian dynamics from a Gaussian q₀.")),
     ],
-    lambda v: train_fields(v["method"], v["flow"]),
+    lambda v: train_fields(v["method"], v["flow"], v["data"]),
 ]
 TRAIN_SECTIONS = [
     u.Section("Data", ("data",)),
