@@ -16,14 +16,17 @@ from ebmcore.energies import ValidationError, quote
 __all__ = ["MAX_URL_VALUE", "md", "url_value"]
 
 MAX_URL_VALUE = 2000  # characters: the longest formula (ebmcore's MAX_LENGTH) fits
-_PUNCT = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&=\"'^%@;,/?])")
+# The characters that open Markdown (or Streamlit's LaTeX and HTML) spans anywhere in a line;
+# the rest of ASCII punctuation only acts at the start of a line, which a message never has.
+_PUNCT = re.compile(r"([\\`*_{}\[\]<>#|~$])")
 
 
 def md(text: object) -> str:
     """``text`` with every Markdown-active character backslash-escaped (renders as typed).
 
-    CommonMark lets any ASCII punctuation be escaped, so escaping them all is safe;
-    newlines become spaces, keeping a message on one line.
+    CommonMark lets any ASCII punctuation be escaped; only the characters that open a span
+    inside a line are, so messages stay readable in their source; newlines become spaces,
+    keeping a message on one line.
     """
     return _PUNCT.sub(r"\\\1", " ".join(str(text).split()))
 

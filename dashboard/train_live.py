@@ -44,6 +44,7 @@ __all__ = [
     "make_trainer",
     "metrics_rows",
     "pump",
+    "set_status",
     "snapshot",
     "start",
 ]
@@ -158,6 +159,14 @@ def _work(s: TrainSession) -> None:
             time.sleep(0.001)
     if s.status == "running" and s.trainer.finished:
         s.status = "finished"
+
+
+def set_status(s: TrainSession, status: str) -> TrainSession:
+    """Pause, resume or stop ``s`` between two iterations: the worker's step in flight ends
+    first, so the iteration shown when the button is answered is the one that stays."""
+    with _turn(s):
+        s.status = status
+    return s
 
 
 def pump(s: TrainSession, budget_s: float) -> TrainSession:

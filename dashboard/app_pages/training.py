@@ -113,7 +113,7 @@ def buttons(sess, values: dict) -> None:
             return
         state.put(ss, "train", PAGE, train_live.start(tuple(sorted(values.items())), trainer))
     elif pause or resume or stop:
-        sess.status = "paused" if pause else "running" if resume else "stopped"
+        train_live.set_status(sess, "paused" if pause else "running" if resume else "stopped")
     elif reset:
         state.pop(ss, "train", PAGE)
     else:
