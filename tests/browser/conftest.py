@@ -79,6 +79,17 @@ def browser(browser_ready: None) -> Iterator[Any]:
             b.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def expect_timeout() -> None:
+    """``expect(...)`` waits for its state up to the same bound as every page action
+    (Playwright's own default for assertions is 5 s, too short on a busy 2-core machine)."""
+    try:
+        from playwright.sync_api import expect
+    except ImportError:  # no Playwright: browser_ready skips or fails the tests
+        return
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
+
+
 @pytest.fixture
 def new_page(browser: Any, server: Server) -> Iterator[Any]:
     """A factory of pages, each in its own browser context (a separate user / session).

@@ -103,7 +103,7 @@ def test_training_in_the_browser_keeps_up_with_the_cli(new_page, report):
     from ebmcore.ebm.data import make_dataset
     from ebmcore.ebm.models import ModelConfig
 
-    page = new_page("/train?data=mixture&method=persistent&iters=100000")
+    page = new_page("/train?data=mixture&method=persistent&iters=20000")  # fits the budget
     wait_for(page, "(c) => c.text.includes('Press')", timeout_s=120)
     page.get_by_role("button", name="start").click()
     wait_for(page, FIRST_DRAW, idle=False, timeout_s=120)
