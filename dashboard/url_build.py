@@ -135,8 +135,8 @@ def sampler_form(page: str, *, with_sampler: bool = True, sweep: bool = False) -
     except ValidationError as exc:
         tkey = None
         msgs.append(("target", str(exc)))
-    try:
-        cfg = build_sample_config(values)
+    try:  # a uniform start covers the view box, where the mass is
+        cfg = build_sample_config(values, init_box=None if tkey is None else cache.view(tkey))
     except ValidationError as exc:
         if "eps" not in errors:
             msgs.append(("settings", str(exc)))

@@ -66,7 +66,7 @@ DEFAULT_FORMULA = "-logsumexp(-((x - 2)**2 + y**2) / 2, -((x + 2)**2 + y**2) / 2
 DEFAULT_BOX = "-4, 4, -4, 4"
 SAMPLER_LABELS = {"sgld": "SGLD", "mala": "MALA", "hmc": "HMC", "underdamped": "underdamped",
                   "annealed": "annealed"}
-INIT_LABELS = {"uniform": "uniform on box", "gaussian": "Gaussian", "point": "point"}
+INIT_LABELS = {"uniform": "uniform on the view box", "gaussian": "Gaussian", "point": "point"}
 
 STEPS_GRID = (1, 10, 20, 50, 100, 200, 300, 500, 1000, 2000, 3000, 5000, 10_000, 20_000,
               50_000, 100_000, 200_000, 500_000, 1_000_000)
@@ -140,14 +140,19 @@ def loaded_note(page: str, values: Mapping[str, Any]) -> str | None:
     return None
 
 
-def target_field(*, loads: bool = True) -> Field:
+def target_field(*, loads: bool | tuple[str, ...] = True,
+                 load: Callable[[str], None] | None = None) -> Field:
     """The target select (its description under it); ``loads``: picking a target loads its
-    sampler settings (the sampler pages)."""
+    sampler settings (the sampler pages), or only those named; ``load(page)`` does the
+    loading instead where a page's settings are not the sampler pages' (the zoo)."""
+    only = loads if isinstance(loads, tuple) else None
+    if load is None and loads:
+        load = lambda page: load_defaults(page, only)  # noqa: E731
 
     def draw(page: str, name: str, values: Mapping[str, Any]) -> None:
         st.selectbox("target", TARGET_CHOICES, key=state.widget_key(page, name),
                      format_func=lambda k: "✎ own formula" if k == FORMULA else k,
-                     on_change=(lambda: load_defaults(page)) if loads else None,
+                     on_change=(lambda: load(page)) if load else None,
                      help="Energy E(x); the density is p(x) = exp(-E(x)) / Z."
                           + (" Picking a target loads its sampler settings." if loads else ""))
         spec = TARGETS.get(ss[state.widget_key(page, name)])

@@ -1,8 +1,8 @@
 """The settings of the density flow and sampler zoo pages, declared like the sampler pages'.
 
-They share the playground's names for what they share (target, eps, T, seed, start), at
-the reference example's defaults: these pages compare dynamics at one step size, so a
-target does not bring its own.
+They share the playground's names for what they share (target, eps, T, seed, start).
+Picking a target brings its measured SGLD step and start (density flow), or the steps of
+the samplers each view runs (zoo), as on the sampler pages.
 """
 
 from __future__ import annotations
@@ -11,18 +11,28 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import streamlit as st
+
+from dashboard import state
 from dashboard import url as u
 from dashboard import url_fields as uf
 from dashboard.settings import Field, boolean, choice, fmt_bool, fmt_float, number
+from ebmcore.targets.settings import settings_for
 
-__all__ = ["FLOW_SECTIONS", "FLOW_STAGES", "VIEWS", "ZOO_SECTIONS", "ZOO_STAGES", "view_fields"]
+ss = st.session_state
+
+__all__ = ["FLOW_SECTIONS", "FLOW_STAGES", "VIEWS", "ZOO_SECTIONS", "ZOO_STAGES", "load_zoo",
+           "view_fields", "zoo_defaults"]
 
 FLOW_CHAINS = (1000, 2000, 5000, 10_000, 20_000, 50_000)
 FLOW_MAX_CHAINS = 50_000  # every recorded step of every chain is kept for the histograms
 
 
+FLOW_LOADS = ("eps", "init", "x0", "std")  # what picking a target brings on the flow page
+
+
 def _flow_fields(values: Mapping[str, Any]) -> list[Field]:
-    shared = {f.name: f for f in uf.sampler_fields(with_sampler=False)}
+    shared = {f.name: f for f in uf.sampler_fields(values["target"], with_sampler=False)}
     return [
         shared["eps"],
         Field("chains", 20_000, number(100, FLOW_MAX_CHAINS, integer=True),
@@ -49,7 +59,7 @@ def _flow_fields(values: Mapping[str, Any]) -> list[Field]:
     ]
 
 
-FLOW_STAGES: list[u.Stage] = [lambda v: [uf.target_field(loads=False)], _flow_fields]
+FLOW_STAGES: list[u.Stage] = [lambda v: [uf.target_field(loads=FLOW_LOADS)], _flow_fields]
 FLOW_SECTIONS = [
     u.Section("Target", ("target", *uf.PARAM_NAMES)),
     u.Section("SGLD chains", ("eps", "chains", "T", "t")),
@@ -82,6 +92,34 @@ def _leapfrog(page: str, name: str, values: Mapping[str, Any]) -> None:
         u.number_box("leapfrog steps", min_value=1, max_value=100, step=1)(page, name, values)
 
 
+# The zoo's steps on the Gaussian, and the sampler whose measured step scales each on other
+# targets (HMC's for the leapfrog-like moves, SGLD's for Langevin steps); annealing's eps is
+# the mixtures' own and stays.
+ZOO_EPS = {"ps_eps": (0.3, "hmc"), "rc_sgld": (0.1, "sgld"), "rc_ud": (0.3, "sgld"),
+           "sb_eps": (0.3, "hmc")}
+
+
+def zoo_defaults(target: str) -> dict[str, float]:
+    """The zoo's step sizes on ``target``: the Gaussian's, times the ratio of the target's
+    measured step to the Gaussian's for the sampler named in :data:`ZOO_EPS`."""
+    out = {}
+    for name, (eps, sampler) in ZOO_EPS.items():
+        own, ref = (settings_for(t, sampler).step_size for t in (target, "gaussian"))
+        out[name] = eps if own is None or ref is None else float(f"{eps * own / ref:.2g}")
+    return out
+
+
+def load_zoo(page: str) -> None:
+    """The target changed: its step sizes replace the zoo's, with a note."""
+    w = lambda n: state.widget_key(page, n)  # noqa: E731
+    target = ss[w("target")]
+    d = {k: v for k, v in zoo_defaults(target).items() if w(k) in ss}
+    for k, v in d.items():
+        ss[w(k)] = v
+    what = f"{target}'s step sizes loaded: " + ", ".join(f"{k} = {v:g}" for k, v in d.items())
+    state.put(ss, "loaded", page, (target, "sgld", what, d))
+
+
 _VIEW_FIELDS = {
     "phase": [_pos("ps_eps", 0.3, 10, "step size ε"),
               _pos("ps_gamma", 0.5, 1e3, "friction γ", lo=1e-3,
@@ -108,17 +146,20 @@ _VIEW_FIELDS = {
 }
 
 
-def view_fields(view: str) -> list[Field]:
-    """The settings of one view of the zoo (each relevant only while its view is shown)."""
-    return [replace(f, show=lambda v, view=view: v.get("view") == view)
+def view_fields(view: str, target: str = "gaussian") -> list[Field]:
+    """The settings of one view of the zoo on ``target`` (each relevant only while its view
+    is shown)."""
+    eps = zoo_defaults(target)
+    return [replace(f, default=eps.get(f.name, f.default),
+                    show=lambda v, view=view: v.get("view") == view)
             for f in _VIEW_FIELDS[view]]
 
 
 ZOO_STAGES: list[u.Stage] = [
-    lambda v: [uf.target_field(loads=False),
+    lambda v: [uf.target_field(load=load_zoo),
                Field("view", "phase", choice(tuple(VIEWS)))],  # drawn by the page, on top
     lambda v: [_int("seed", 0, 0, 2**31 - 1, "seed"),
-               *(f for view in VIEWS for f in view_fields(view)),
+               *(f for view in VIEWS for f in view_fields(view, v["target"])),
                *uf.param_fields(v["target"])],
 ]
 ZOO_SECTIONS = [

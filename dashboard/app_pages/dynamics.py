@@ -7,13 +7,14 @@ import math
 import streamlit as st
 import torch
 
-from dashboard import cache, flow_live, panels, state, url, url_build
+from dashboard import cache, flow_live, panels, state, url, url_build, url_fields
 from dashboard.figures.dynamics import flow_figure, tv_figure
 from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
 from dashboard.safe_text import md
 from dashboard.url_views import FLOW_SECTIONS, FLOW_STAGES
 from ebmcore.energies import ValidationError
 from ebmcore.exact.fokker_planck import ou_moments
+from ebmcore.sampling.adapt import sgld_step_size
 from ebmcore.targets.field import drift_field
 
 PAGE = "dynamics"
@@ -27,18 +28,20 @@ def _w(name: str) -> str:
 
 
 def build(values: dict):
-    """Target key and SGLD config from the widget values; ValidationError if bad."""
+    """Target key, SGLD config and how an automatic eps was chosen (None when given) from
+    the widget values; ValidationError if bad."""
     tkey = url_build.build_target_key(values)
-    cache.density(tkey)
-    eps = url_build.parse_eps(values["eps"])
-    if eps is None:
-        raise ValidationError("the density flow needs a fixed step size: give a number")
+    gd = cache.density(tkey)
+    eps, why = url_build.parse_eps(values["eps"]), None
+    if eps is None:  # the curvature rule, as SGLD's "auto" on the playground
+        eps, why = sgld_step_size(cache.target(tkey), gd)
     steps = max(1, math.ceil(float(values["t"]) / eps - 1e-9))
     chains = int(values["chains"])
     cfg = url_build.build_sample_config(
-        {**values, "steps": steps, "burn": 0}, keep_paths=0,
-        max_points=chains * RECORDED, report_every=max(1, steps // 20))
-    return tkey, cfg
+        {**values, "eps": str(eps), "steps": steps, "burn": 0}, keep_paths=0,
+        init_box=cache.view(tkey), max_points=chains * RECORDED,
+        report_every=max(1, steps // 20))
+    return tkey, cfg, why
 
 
 def gaussian_rate(target) -> float | None:
@@ -113,14 +116,19 @@ def main() -> None:
     st.caption("Langevin chains do not jump to p: their distribution travels there. In 2D that "
                "distribution is computable exactly, by the Fokker–Planck equation "
                "∂ρ/∂t = ∇·(ρ∇E) + T Δρ; here beside the histogram of real SGLD chains.")
-    fields, values, errors, _ = url.form(PAGE, FLOW_STAGES, FLOW_SECTIONS)
+    fields, values, errors, slots = url.form(PAGE, FLOW_STAGES, FLOW_SECTIONS)
+    note = url_fields.loaded_note(PAGE, values)
+    if note:
+        slots["Target"].caption(note)
     if errors:
         return
     try:
-        tkey, cfg = build(values)
+        tkey, cfg, why = build(values)
     except ValidationError as exc:
         st.error(md(exc), icon=":material/error:")
         return
+    if why:
+        slots["SGLD chains"].caption(md(f"automatic ε: {why}"))
     url.write_url(PAGE, fields, values)
     q = {k: v for k, v in st.query_params.to_dict().items()
          if k not in ("t", "grid", "bins", "arrows")}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
-from dashboard import cache, panels, state, url, url_build
+from dashboard import cache, panels, state, url, url_build, url_fields
 from dashboard.figures.samplers import modes_figure, phase_figure, race_figure, stepwise_figure
 from dashboard.safe_text import md
 from dashboard.url_views import VIEWS, ZOO_SECTIONS, ZOO_STAGES
@@ -27,24 +27,22 @@ def _w(name: str) -> str:
     return state.widget_key(PAGE, name)
 
 
-def starts(target, k: int, seed: int) -> torch.Tensor:
+def starts(target, view: Box, k: int, seed: int) -> torch.Tensor:
     """``k`` seeded starting points: exact draws from the target when it has a sampler (the
-    views show how a sampler moves in the typical set), else uniform on the box's centre."""
+    views show how a sampler moves in the typical set), else uniform on its view box."""
     if target.sampler is not None:
         return target.sample(k, torch.Generator().manual_seed(seed)).to(torch.float64)
-    b = Box.of(target.box)
-    cx, cy = (b.xmin + b.xmax) / 2, (b.ymin + b.ymax) / 2
-    half = Box(cx - (b.xmax - b.xmin) / 4, cx + (b.xmax - b.xmin) / 4,
-               cy - (b.ymax - b.ymin) / 4, cy + (b.ymax - b.ymin) / 4)
-    return half.uniform(k, torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return Box.of(view).uniform(k, torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def compute(view: str, tkey: tuple, v: dict):
     """The view's record (cached per session by its settings)."""
     target, gd = cache.target(tkey), cache.density(tkey)
     seed = int(v["seed"])
+    box = cache.view(tkey)
     if view == "phase":
-        rec = phase_space(target, starts(target, int(v["ps_chains"]), seed), int(v["ps_steps"]),
+        rec = phase_space(target, starts(target, box, int(v["ps_chains"]), seed),
+                          int(v["ps_steps"]),
                           step_size=float(v["ps_eps"]), friction=float(v["ps_gamma"]),
                           seed=seed)
         x = torch.tensor([[[c if c is not None else float("inf") for c in pt] for pt in row]
@@ -68,7 +66,7 @@ def compute(view: str, tkey: tuple, v: dict):
                            levels=int(v["an_levels"]), sigma_max=float(v["an_sigma"]),
                            init_point=tuple(float(c) for c in centres[0]), seed=seed)
         return modes_figure(rec), None
-    rec = step_by_step(target, v["sb_sampler"], starts(target, int(v["sb_chains"]), seed),
+    rec = step_by_step(target, v["sb_sampler"], starts(target, box, int(v["sb_chains"]), seed),
                        int(v["sb_steps"]), step_size=float(v["sb_eps"]),
                        n_leapfrog=int(v["sb_leapfrog"]), seed=seed)
     return stepwise_figure(rec, gd), None
@@ -105,7 +103,10 @@ def main() -> None:
     st.caption("More of the Langevin family, on the exact densities of the lab.")
     if ss.get(_w("view"), "") is None:  # a click on the selected view clears it: keep it
         ss[_w("view")] = state.get(ss, "settings", PAGE, {}).get("view", "phase")
-    fields, values, _, _ = url.form(PAGE, ZOO_STAGES, ZOO_SECTIONS)
+    fields, values, _, slots = url.form(PAGE, ZOO_STAGES, ZOO_SECTIONS)
+    note = url_fields.loaded_note(PAGE, values)
+    if note:
+        slots["Target"].caption(note)
     view = st.segmented_control("view", list(VIEWS), key=_w("view"), format_func=VIEWS.get,
                                 label_visibility="collapsed") or values["view"]
     try:

@@ -4,7 +4,8 @@
 sampler: eps, acceptance, discrepancy / floor, R-hat, diverged) for the
 settings in :data:`ebmcore.targets.settings.SETTINGS`;
 ``python -m ebmcore.bench.settings_table --choose`` re-runs the selection rule
-described in :mod:`ebmcore.targets.settings` and prints the table as code.
+described in :mod:`ebmcore.targets.settings` and prints the table as code
+(``banana/mala`` names one row; ``--narrow`` runs only the rule's second stage).
 Fixed seeds: the numbers reproduce exactly on one machine.
 """
 
@@ -32,6 +33,14 @@ RHAT_LIMIT = 1.05  # split R-hat allowed where the mass is connected
 CHAINS = 500  # chains per measured run (the smallest count issue 11 allows: fast to check)
 STEPS = (1000, 3000, 10000)  # chain lengths tried, shortest first
 SGLD_FRACTIONS = (0.5, 0.2)  # SGLD eps tried, in units of 1 / lambda_max, largest first
+# The second stage, for rows the first one leaves failing: a start a third as wide (chains
+# that start in stiff tails stay stuck there under MALA), longer chains, and SGLD steps up to
+# gradient descent's stability limit 2 / lambda_max.
+NARROW = 1 / 3  # start std, as a share of the first stage's
+NARROW_STEPS = (10000, 20000, 50000, 100000)
+NARROW_SGLD_FRACTIONS = (2.0, 1.0, 0.5)
+NARROW_DIVISORS = (1, 2, 4)  # MALA / HMC: the dual-averaging eps divided by these
+STAGES = ("wide", "narrow")
 
 
 def _round(v: float, down: bool = False) -> float:
@@ -76,26 +85,38 @@ def passes(row: dict) -> bool:
     return ok and (row["rhat"] <= RHAT_LIMIT or not row["connected"])
 
 
-def choose(name: str, sampler: str, seed: int = 0) -> tuple[Settings, dict]:
-    """The selection rule of :mod:`ebmcore.targets.settings` for one target and sampler."""
-    target = make_target(name)
-    gd = quadrature(target.energy, target.box, GRID)
-    centre, std = start(gd)
+def _candidates(target: Target, sampler: str, gd: GridDensity, stage: str,
+                centre: tuple[float, float], std: float, seed: int) -> list[float]:
     if sampler == "sgld":
         lam_eps = sgld_step_size(target, gd, fraction=1.0)[0]  # 1 / lambda_max
-        candidates = [_round(f * lam_eps, down=True) for f in SGLD_FRACTIONS]
-    else:
-        probe = Settings(None, 1000, CHAINS, 500, init_point=centre, init_std=std)
-        eps0 = _round(measure(target, sampler, probe, gd, seed)["eps"])
-        candidates = [eps0, _round(eps0 / 2)]
+        fractions = SGLD_FRACTIONS if stage == "wide" else NARROW_SGLD_FRACTIONS
+        return [_round(f * lam_eps, down=True) for f in fractions]
+    probe = Settings(None, 1000, CHAINS, 500, init_point=centre, init_std=std)
+    eps0 = _round(measure(target, sampler, probe, gd, seed)["eps"])
+    return [eps0, _round(eps0 / 2)] if stage == "wide" else [
+        _round(eps0 / d) for d in NARROW_DIVISORS]
+
+
+def choose(name: str, sampler: str, seed: int = 0,
+           stages: tuple[str, ...] = STAGES) -> tuple[Settings, dict]:
+    """The selection rule of :mod:`ebmcore.targets.settings` for one target and sampler:
+    the first settings meeting the criteria, stage by stage, shortest chains first, then
+    largest eps first."""
+    target = make_target(name)
+    gd = quadrature(target.energy, target.box, GRID)
+    centre, wide = start(gd)
     row: dict = {}
-    for steps in STEPS:
-        for eps in candidates:
-            s = Settings(eps, steps, CHAINS, steps // 4, init_point=centre, init_std=std,
-                         note=f"measured: eps {eps:g}, {steps} steps")
-            row = measure(target, sampler, s, gd, seed)
-            if passes(row):
-                return s, row
+    for stage in stages:
+        std = wide if stage == "wide" else float(f"{wide * NARROW:.2g}")
+        candidates = _candidates(target, sampler, gd, stage, centre, std, seed)
+        for steps in STEPS if stage == "wide" else NARROW_STEPS:
+            for eps in candidates:
+                tag = "" if stage == "wide" else f", start std {std:g}"
+                s = Settings(eps, steps, CHAINS, steps // 4, init_point=centre, init_std=std,
+                             note=f"measured: eps {eps:g}, {steps} steps{tag}")
+                row = measure(target, sampler, s, gd, seed)
+                if passes(row):
+                    return s, row
     return s, row
 
 
@@ -114,12 +135,18 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
-    names = [a for a in argv if not a.startswith("--")] or list(TARGETS)
+    # a name, or name/sampler for one row; --narrow: the second stage only (--choose)
+    args = [a for a in argv if not a.startswith("--")]
+    names = list(dict.fromkeys(a.split("/")[0] for a in args)) or list(TARGETS)
+    only = {tuple(a.split("/")) for a in args if "/" in a}
     rows = []
     for name in names:
         for sampler in SAMPLER_NAMES:
+            if only and (name, sampler) not in only:
+                continue
             if "--choose" in argv and not (name == "gaussian" and sampler == "sgld"):
-                s, row = choose(name, sampler)
+                stages = ("narrow",) if "--narrow" in argv else STAGES
+                s, row = choose(name, sampler, stages=stages)
                 print(f"# {name} {sampler}: {s!r} passes={passes(row)}", flush=True)
             else:
                 s = settings_for(name, sampler)

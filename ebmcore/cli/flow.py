@@ -16,6 +16,7 @@ import torch
 from ebmcore.cli.args import BUDGET_FLAG, add_budget, budget_of, finite_float, key_values, numbers
 from ebmcore.cli.sample import FORMULA_BOX, build_target, fmt_value, jsonable
 from ebmcore.energies import Target
+from ebmcore.exact.density import quadrature
 from ebmcore.exact.fokker_planck import (
     FLOW_INITS,
     FlowConfig,
@@ -23,6 +24,8 @@ from ebmcore.exact.fokker_planck import (
     flow_frames,
     ou_moments,
 )
+from ebmcore.exact.summary import GRID
+from ebmcore.exact.view import view_box
 from ebmcore.targets.registry import TARGETS
 
 __all__ = ["add_parser", "cmd_flow"]
@@ -52,7 +55,8 @@ def add_parser(sub) -> None:
     p.add_argument("--box", type=numbers(4), metavar="XMIN,XMAX,YMIN,YMAX",
                    help=f"box of a formula target (default {FORMULA_BOX})")
     p.add_argument("--init", choices=FLOW_INITS, default=d.init,
-                   help="initial law: uniform over the box, a gaussian, or one point")
+                   help="initial law: uniform over the view box (99.5%% of the mass), a gaussian, "
+                   "or one point")
     p.add_argument("--init-point", type=numbers(2), default=d.init_point, metavar="X,Y",
                    help="centre for --init gaussian / point")
     p.add_argument("--init-std", type=finite_float, default=d.init_std,
@@ -88,12 +92,18 @@ def _closed_form(target: Target, cfg: FlowConfig, frames: list[FlowFrame]) -> di
     return {"decay_rate": rate, "frames": out}
 
 
+def _view(target: Target) -> tuple[float, float, float, float]:
+    """The box a uniform start covers: where the mass is, as for the chains."""
+    return tuple(view_box(quadrature(target.energy, target.box, GRID)))
+
+
 def cmd_flow(args: argparse.Namespace) -> int:
     """Validate everything, solve, print the frames (JSON or a table)."""
     target = build_target(args.target, key_values(args.param), args.box)
     cfg = FlowConfig(t_end=args.time, frames=args.frames, dt=args.dt, grid=args.grid,
                      temperature=args.temperature, init=args.init,
-                     init_point=tuple(args.init_point), init_std=args.init_std).validate(
+                     init_point=tuple(args.init_point), init_std=args.init_std,
+                     init_box=_view(target) if args.init == "uniform" else None).validate(
                          budget_of(args), flag=BUDGET_FLAG)
     prev = torch.get_num_threads()
     torch.set_num_threads(THREADS)

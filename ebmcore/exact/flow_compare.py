@@ -56,7 +56,7 @@ def flow_config_for(cfg: SampleConfig, grid: int = 128, dt: float | None = None)
     if cfg.sampler != "sgld" or not cfg.noise:
         raise ValidationError("the Fokker–Planck law describes SGLD with noise only")
     return FlowConfig(times=(0.0,), dt=dt or min(cfg.step_size, 0.01), grid=grid,
-                      temperature=cfg.temperature, init=cfg.init,
+                      temperature=cfg.temperature, init=cfg.init, init_box=cfg.init_box,
                       init_point=tuple(cfg.init_point), init_std=cfg.init_std)
 
 

@@ -39,6 +39,7 @@ from torch import Tensor
 from ebmcore.budget import DEFAULT_BUDGET, Budget, check, flow_cost
 from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import GridDensity, grid_points, quadrature
+from ebmcore.exact.initial_law import initial_density
 
 __all__ = [
     "FLOW_INITS",
@@ -73,7 +74,8 @@ class FlowConfig:
     dt: float = 0.01  # backward-Euler time step; shortened so that every frame time is hit
     grid: int = 128  # cells per side over the target's box
     temperature: float = 1.0  # T > 0: noise sqrt(2T), stationary law exp(-E / T)
-    init: str = "uniform"  # uniform over the box, gaussian, or point (as the chains)
+    init: str = "uniform"  # uniform over init_box, gaussian, or point (as the chains)
+    init_box: tuple[float, float, float, float] | None = None  # uniform start's box; None: all
     init_point: tuple[float, float] = (0.0, 0.0)  # centre of the gaussian / point init
     init_std: float = 1.0  # standard deviation of the gaussian init
     chunk_steps: int = 200  # most time steps between two events (bounds the work per event)
@@ -110,6 +112,11 @@ class FlowConfig:
                                   f"got {self.init!r}")
         if len(self.init_point) != 2 or not all(math.isfinite(v) for v in self.init_point):
             raise ValidationError("init point must be two finite numbers")
+        b = self.init_box
+        if b is not None and not (len(b) == 4 and all(math.isfinite(v) for v in b)
+                                  and b[0] < b[1] and b[2] < b[3]):
+            raise ValidationError(f"init box must be 4 finite numbers xmin < xmax, ymin < ymax, "
+                                  f"got {tuple(b)}")
         if not 1 <= self.chunk_steps <= 100_000:
             raise ValidationError(f"chunk steps must be in [1, 100000], got {self.chunk_steps}")
         if not (isinstance(self.chunk_seconds, (int, float)) and self.chunk_seconds > 0):
@@ -181,37 +188,6 @@ def stationary_density(target: Target, grid: int, temperature: float = 1.0) -> G
     log_norm = float(torch.logsumexp(scaled.reshape(-1), 0)) + math.log(area)
     return GridDensity(gd.box, grid, gd.xs, gd.ys, scaled - log_norm,
                        gd.log_z / temperature + log_norm, math.nan)
-
-
-def initial_density(target: Target, cfg: FlowConfig) -> Tensor:
-    """``(n, n)`` cell masses of the chains' initial law (see :class:`FlowConfig`).
-
-    ``gaussian`` takes the density at the cell centres (the midpoint rule, as the
-    stationary state), renormalised to the box; ``point`` spreads the point over
-    its four nearest cell centres with bilinear weights, which keeps its mean.
-    """
-    n = cfg.grid
-    xs, ys, _ = grid_points(target.box, n)
-    if cfg.init == "uniform":
-        return torch.full((n, n), 1.0 / n**2, dtype=torch.float64)
-    px, py = cfg.init_point
-    if cfg.init == "gaussian":
-        logp = -((xs[None, :] - px) ** 2 + (ys[:, None] - py) ** 2) / (2 * cfg.init_std**2)
-        return torch.softmax(logp.reshape(-1), 0).view(n, n)
-    x0, x1, y0, y1 = target.box
-    if not (x0 <= px <= x1 and y0 <= py <= y1):
-        raise ValidationError(f"init point ({px:g}, {py:g}) is outside the box {target.box}")
-    wx, wy = _hat_weights(px, x0, x1, n), _hat_weights(py, y0, y1, n)
-    return wy[:, None] * wx[None, :]
-
-
-def _hat_weights(p: float, lo: float, hi: float, n: int) -> Tensor:
-    """Linear-interpolation weights of ``p`` on the ``n`` centres (clamped at the walls)."""
-    u = min(max((p - lo) / (hi - lo) * n - 0.5, 0.0), n - 1.0)  # in centre index units
-    i = min(math.floor(u), n - 2)
-    w = torch.zeros(n, dtype=torch.float64)
-    w[i], w[i + 1] = i + 1 - u, u - i
-    return w
 
 
 def ou_moments(mean: Tensor, cov: Tensor, mean0: Tensor, cov0: Tensor, t: float,

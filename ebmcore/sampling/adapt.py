@@ -40,7 +40,7 @@ from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import GridDensity, grid_points, quadrature
 from ebmcore.exact.view import view_box
 from ebmcore.sampling.kernels import SAMPLERS, init_state
-from ebmcore.sampling.runner import SampleConfig, Trace, sample
+from ebmcore.sampling.runner import SampleConfig, Trace, initial_points, sample
 
 __all__ = [
     "SGLD_FRACTION",
@@ -51,7 +51,6 @@ __all__ = [
     "da_init",
     "da_update",
     "hessian_lambda_max",
-    "initial_points",
     "run_auto",
     "sgld_step_size",
 ]
@@ -176,20 +175,6 @@ class AutoResult:
     step_size: float  # the frozen eps
     explanation: str  # how eps was chosen, for users
     adapt_acceptance: float | None  # mean acceptance over the last tenth of the burn-in
-
-
-def initial_points(target: Target, cfg: SampleConfig, gen: torch.Generator) -> torch.Tensor:
-    """``(N, 2)`` starting points as ``cfg.init`` says (the runner's rule, drawn from ``gen``)."""
-    n, kw = cfg.chains, {"generator": gen, "dtype": cfg.torch_dtype, "device": cfg.device}
-    centre = torch.tensor(cfg.init_point, dtype=cfg.torch_dtype, device=cfg.device)
-    if cfg.init == "uniform":
-        x0, x1, y0, y1 = target.box
-        lo = torch.tensor([x0, y0], dtype=cfg.torch_dtype, device=cfg.device)
-        hi = torch.tensor([x1, y1], dtype=cfg.torch_dtype, device=cfg.device)
-        return lo + (hi - lo) * torch.rand(n, 2, **kw)
-    if cfg.init == "point":
-        return centre.expand(n, 2).clone()
-    return centre + cfg.init_std * torch.randn(n, 2, **kw)
 
 
 def _eps0(target: Target, gd: GridDensity) -> float:

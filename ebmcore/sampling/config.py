@@ -49,7 +49,8 @@ class SampleConfig:
     seed: int = 0  # seeds the one torch.Generator used for everything
     dtype: str = "float32"  # float32 or float64
     device: str = "cpu"  # cpu or cuda
-    init: str = "uniform"  # uniform over the box, gaussian, or point
+    init: str = "uniform"  # uniform over init_box, gaussian, or point
+    init_box: tuple[float, float, float, float] | None = None  # uniform start's box; None: target's
     init_point: tuple[float, float] = (0.0, 0.0)  # centre for gaussian / point init
     init_std: float = 1.0  # std of the gaussian init
     keep_paths: int = 16  # chains whose full path is kept for drawing
@@ -92,6 +93,12 @@ class SampleConfig:
             raise ValidationError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if not all(math.isfinite(v) for v in self.init_point):
             raise ValidationError("init point must be finite")
+        if self.init_box is not None:
+            b = tuple(self.init_box)
+            if not (len(b) == 4 and all(math.isfinite(v) for v in b) and b[0] < b[1]
+                    and b[2] < b[3]):
+                raise ValidationError("init box must be 4 finite numbers xmin < xmax, "
+                                      f"ymin < ymax, got {b}")
         if not 0 <= self.keep_paths <= 1000 or self.max_points < 1000:
             raise ValidationError("keep_paths must be in [0, 1000] and max_points >= 1000")
         self._check_products()

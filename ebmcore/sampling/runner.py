@@ -45,15 +45,16 @@ from ebmcore.sampling.fast import InplaceGrad, inplace_grad, sgld_loop
 from ebmcore.sampling.kernels import SAMPLERS, SamplerState, init_state
 from ebmcore.sampling.underdamped import underdamped_init
 
-__all__ = ["INITS", "MAX_CHAINS", "MAX_STEPS", "Progress", "SampleConfig", "Trace", "run",
-           "sample"]  # the records live in ebmcore.sampling.config; here for every caller
+# the records live in ebmcore.sampling.config; re-exported here for every caller
+__all__ = ["INITS", "MAX_CHAINS", "MAX_STEPS", "Progress", "SampleConfig", "Trace",
+           "initial_points", "run", "sample"]
 
-def _initial_points(target: Target, cfg: SampleConfig, gen: torch.Generator) -> Tensor:
+def initial_points(target: Target, cfg: SampleConfig, gen: torch.Generator) -> Tensor:
+    """``(N, 2)`` starting points as ``cfg.init`` says, drawn from ``gen``: uniform over
+    ``cfg.init_box`` (the target's box when None), a Gaussian, or one point."""
     n, kw = cfg.chains, {"generator": gen, "dtype": cfg.torch_dtype, "device": cfg.device}
-    x0, x1, y0, y1 = target.box
     if cfg.init == "uniform":
-        u = torch.rand(n, 2, **kw)
-        return torch.stack([x0 + (x1 - x0) * u[:, 0], y0 + (y1 - y0) * u[:, 1]], 1)
+        return Box.of(cfg.init_box or target.box).uniform(n, **kw)
     centre = torch.tensor(cfg.init_point, dtype=cfg.torch_dtype, device=cfg.device)
     if cfg.init == "point":
         return centre.expand(n, 2).clone()
@@ -235,7 +236,7 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
     """
     cfg = config.validate(budget)
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
-    x = _initial_points(target, cfg, gen) if x0 is None else x0.to(cfg.device, cfg.torch_dtype)
+    x = initial_points(target, cfg, gen) if x0 is None else x0.to(cfg.device, cfg.torch_dtype)
     if x.shape != (cfg.chains, 2):
         raise ValidationError(f"initial points must have shape ({cfg.chains}, 2)")
     x = x.detach().clone()  # the in-place loop must never write into the caller's tensor
