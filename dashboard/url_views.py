@@ -97,6 +97,8 @@ def _leapfrog(page: str, name: str, values: Mapping[str, Any]) -> None:
 # the mixtures' own and stays.
 ZOO_EPS = {"ps_eps": (0.3, "hmc"), "rc_sgld": (0.1, "sgld"), "rc_ud": (0.3, "sgld"),
            "sb_eps": (0.3, "hmc")}
+_ZOO_EPS_LABELS = {"ps_eps": "phase space", "rc_sgld": "race SGLD",
+                   "rc_ud": "race underdamped", "sb_eps": "step by step"}
 
 
 def zoo_defaults(target: str) -> dict[str, float]:
@@ -116,7 +118,8 @@ def load_zoo(page: str) -> None:
     d = {k: v for k, v in zoo_defaults(target).items() if w(k) in ss}
     for k, v in d.items():
         ss[w(k)] = v
-    what = f"{target}'s step sizes loaded: " + ", ".join(f"{k} = {v:g}" for k, v in d.items())
+    what = f"{target}'s step sizes loaded: " + ", ".join(
+        f"ε = {v:g} ({_ZOO_EPS_LABELS[k]})" for k, v in d.items())
     state.put(ss, "loaded", page, (target, "sgld", what, d))
 
 

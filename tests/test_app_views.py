@@ -13,7 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import dashboard
-from dashboard import flow_live, state
+from dashboard import cache, flow_live, state
 from ebmcore.energies import ValidationError
 
 APP = str(Path(dashboard.__file__).parent / "streamlit_app.py")
@@ -197,3 +197,52 @@ def test_playground_offers_the_arviz_download(monkeypatch):
     run(at)
     assert ".[arviz]" in " ".join(c.value for c in at.caption)
     assert "download for ArviZ" not in [b.proto.label for b in at.get("download_button")]
+
+
+def _captions(at: AppTest) -> str:
+    return " ".join(c.value for c in at.caption)
+
+
+def test_flow_page_takes_the_targets_sgld_step_and_start():
+    from ebmcore.targets.settings import settings_for
+    short = {"chains": "1000", "t": "0.05", "grid": "64", "bins": "16"}  # eps left to the target
+    at = open_page("dynamics.py", {**short, "target": "banana"})
+    want = settings_for("banana", "sgld")
+    w = lambda n: at.get_by_key(state.widget_key("dynamics", n)).value  # noqa: E731
+    assert float(w("eps")) == want.step_size and w("init") == want.init  # a link's defaults
+    at = open_page("dynamics.py", short)
+    at.get_by_key(state.widget_key("dynamics", "target")).set_value("donut")
+    at = finish_flow(run(at))
+    want = settings_for("donut", "sgld")
+    assert float(w("eps")) == want.step_size and w("std") == want.init_std
+    assert w("chains") == 1000  # the flow's own settings stay
+    assert f"donut's SGLD settings loaded: ε = {want.step_size:g}" in _captions(at)
+    j = at.session_state[state.key("run", "dynamics")]
+    assert j.config.step_size == want.step_size and j.config.init == "gaussian"
+
+
+def test_flow_page_auto_eps_is_the_curvature_rule():
+    from ebmcore.sampling.adapt import sgld_step_size
+    at = open_page("dynamics.py", {"target": "formula", "eps": "auto", "chains": "1000",
+                                   "t": "0.3", "grid": "64", "bins": "16"})
+    at = finish_flow(at)
+    j = at.session_state[state.key("run", "dynamics")]
+    eps, _ = sgld_step_size(j.target, cache.density(j.key[0]))
+    assert j.config.step_size == pytest.approx(eps) and "automatic ε" in _captions(at)
+    # a uniform start covers the view box, not the whole quadrature box
+    assert j.config.init == "uniform" and j.config.init_box == cache.view(j.key[0])
+
+
+def test_zoo_takes_the_targets_step_sizes():
+    from dashboard.url_views import zoo_defaults
+    w = lambda n: at.get_by_key(state.widget_key("samplers", n)).value  # noqa: E731
+    at = open_page("samplers.py", {"view": "phase", "ps_steps": "5", "target": "banana"})
+    assert w("ps_eps") == zoo_defaults("banana")["ps_eps"] < 0.3  # a link's defaults
+    at = open_page("samplers.py", {"view": "stepwise", "sb_steps": "3", "sb_chains": "2"})
+    at.get_by_key(state.widget_key("samplers", "target")).set_value("donut")
+    run(at)
+    want = zoo_defaults("donut")
+    assert w("sb_eps") == want["sb_eps"] != 0.3
+    assert f"donut's step sizes loaded: ε = {want['ps_eps']:g} (phase space)" in _captions(at)
+    assert zoo_defaults("gaussian") == {"ps_eps": 0.3, "rc_sgld": 0.1, "rc_ud": 0.3,
+                                        "sb_eps": 0.3}  # the reference example keeps its own
