@@ -66,7 +66,8 @@ DEFAULT_FORMULA = "-logsumexp(-((x - 2)**2 + y**2) / 2, -((x + 2)**2 + y**2) / 2
 DEFAULT_BOX = "-4, 4, -4, 4"
 SAMPLER_LABELS = {"sgld": "SGLD", "mala": "MALA", "hmc": "HMC", "underdamped": "underdamped",
                   "annealed": "annealed"}
-INIT_LABELS = {"uniform": "uniform on the view box", "gaussian": "Gaussian", "point": "point"}
+INIT_LABELS = {"uniform": "uniform on the view box", "view": "Gaussian over the view box",
+               "gaussian": "Gaussian", "point": "point"}
 
 STEPS_GRID = (1, 10, 20, 50, 100, 200, 300, 500, 1000, 2000, 3000, 5000, 10_000, 20_000,
               50_000, 100_000, 200_000, 500_000, 1_000_000)
@@ -208,7 +209,7 @@ def sampler_fields(target: str = DEFAULT_TARGET, sampler: str = "sgld", *,
               widget=u.number_box("seed", min_value=0, max_value=2**31 - 1, step=1)),
         Field("init", d["init"], choice(tuple(INIT_LABELS)),
               widget=u.radio("initial distribution", list(INIT_LABELS), fmt=INIT_LABELS.get)),
-        Field("x0", d["x0"], number_list(2), show=_not("init", "uniform"),
+        Field("x0", d["x0"], number_list(2), show=_is("init", "gaussian", "point"),
               widget=u.text_box("centre (x, y)")),
         Field("std", d["std"], number(hi=1e3, positive=True), fmt_float,
               show=_is("init", "gaussian"),

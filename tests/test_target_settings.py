@@ -20,18 +20,13 @@ from ebmcore.exact.density import quadrature
 from ebmcore.exact.summary import GRID
 from ebmcore.targets.formula import formula_target
 from ebmcore.targets.registry import TARGETS, make_target
-from ebmcore.targets.settings import AUTO, SETTINGS, auto_settings, settings_for
+from ebmcore.targets.settings import AUTO, SETTINGS, settings_for
 
 SAMPLERS = ("sgld", "mala", "hmc")
 
 # Rows measured to miss the criteria at every setting the selection rule tried (numbers in
-# the README table); strict, so a row that starts passing is noticed.
-KNOWN_FAILING: set[tuple[str, str]] = {
-    ("banana", "mala"), ("banana", "sgld"), ("double_well", "mala"), ("double_well", "sgld"),
-    ("funnel", "mala"),
-    ("squiggle", "mala"), ("squiggle", "sgld"), ("u2", "mala"), ("u2", "sgld"), ("u3", "mala"),
-    ("u3", "sgld"), ("u4", "mala"), ("u4", "sgld"),
-}
+# the README table); strict, so a row that starts passing is noticed.  None at present.
+KNOWN_FAILING: set[tuple[str, str]] = set()
 
 
 def _cases() -> list:
@@ -88,11 +83,7 @@ FORMULAS = {
 }
 
 
-# Measured below the criteria with auto eps (seed 0): ring/sgld R-hat 1.055, curved
-# valley/sgld R-hat 1.147, curved valley/mala discrepancy 1.32x the floor, curved valley/hmc
-# R-hat 1.052.
-FORMULAS_FAILING = {("ring", "sgld"), ("curved valley", "sgld"), ("curved valley", "mala"),
-                    ("curved valley", "hmc")}
+FORMULAS_FAILING: set[tuple[str, str]] = set()  # none at present (strict, as above)
 
 
 def _formula_cases() -> list:
@@ -112,7 +103,7 @@ def test_typed_formulas_work_with_auto_step_size(kind, sampler):
     expr, box, connected = FORMULAS[kind]
     target = formula_target(expr, box)
     gd = quadrature(target.energy, target.box, GRID)
-    row = measure(target, sampler, auto_settings(sampler, gd), gd)
+    row = measure(target, sampler, settings_for("formula", sampler), gd)  # as the CLI runs
     assert row["connected"] == connected  # the grid's barrier analysis agrees with the design
     check(row)
 

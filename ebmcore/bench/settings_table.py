@@ -20,7 +20,7 @@ import torch
 from ebmcore.energies import Target
 from ebmcore.exact.density import GridDensity, quadrature
 from ebmcore.exact.summary import GRID, summarize
-from ebmcore.exact.view import SEPARATING_BARRIER, modes
+from ebmcore.exact.view import SEPARATING_BARRIER, modes, view_box
 from ebmcore.sampling.adapt import run_auto, sgld_step_size
 from ebmcore.sampling.runner import sample
 from ebmcore.targets.registry import TARGETS, make_target
@@ -64,7 +64,7 @@ def connected(gd: GridDensity) -> bool:
 
 def measure(target: Target, sampler: str, s: Settings, gd: GridDensity, seed: int = 0) -> dict:
     """Run ``s`` on ``target`` and return the row of the table (plain values)."""
-    cfg = s.config(sampler, seed=seed)
+    cfg = s.config(sampler, seed=seed, init_box=tuple(view_box(gd)))  # as the CLI starts
     t0 = time.perf_counter()
     if s.auto:
         res = run_auto(target, cfg, gd)

@@ -55,8 +55,8 @@ def add_parser(sub) -> None:
     p.add_argument("--box", type=numbers(4), metavar="XMIN,XMAX,YMIN,YMAX",
                    help=f"box of a formula target (default {FORMULA_BOX})")
     p.add_argument("--init", choices=FLOW_INITS, default=d.init,
-                   help="initial law: uniform over the view box (99.5%% of the mass), a gaussian, "
-                   "or one point")
+                   help="initial law: uniform over the view box (99.5%% of the mass), a Gaussian "
+                   "over it (view), a given gaussian, or one point")
     p.add_argument("--init-point", type=numbers(2), default=d.init_point, metavar="X,Y",
                    help="centre for --init gaussian / point")
     p.add_argument("--init-std", type=finite_float, default=d.init_std,
@@ -103,7 +103,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
     cfg = FlowConfig(t_end=args.time, frames=args.frames, dt=args.dt, grid=args.grid,
                      temperature=args.temperature, init=args.init,
                      init_point=tuple(args.init_point), init_std=args.init_std,
-                     init_box=_view(target) if args.init == "uniform" else None).validate(
+                     init_box=_view(target) if args.init in ("uniform", "view") else None).validate(
                          budget_of(args), flag=BUDGET_FLAG)
     prev = torch.get_num_threads()
     torch.set_num_threads(THREADS)

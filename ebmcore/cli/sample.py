@@ -86,7 +86,8 @@ def add_parser(sub, epilog: str = "") -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the one random stream")
     p.add_argument("--init", choices=INITS,
                    help="initial points: uniform over the view box (the smallest box with "
-                   "99.5%% of the mass), a gaussian, or one point (default: per target)")
+                   "99.5%% of the mass), a Gaussian over it (view), a given gaussian, or one "
+                   "point (default: per target)")
     p.add_argument("--init-point", type=numbers(2), metavar="X,Y",
                    help="centre for --init gaussian / point")
     p.add_argument("--init-std", type=finite_float,
@@ -186,7 +187,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         friction=args.friction, levels=args.levels, sigma_max=args.sigma_max, seed=args.seed,
         dtype=args.dtype, device=args.device).validate(budget_of(args), flag=BUDGET_FLAG)
     gd = quadrature(target.energy, target.box, GRID)
-    if cfg.init == "uniform":  # over the box that frames the mass, not the quadrature box
+    if cfg.init in ("uniform", "view"):  # over the box framing the mass, not the quadrature box
         cfg = dataclasses.replace(cfg, init_box=tuple(view_box(gd)))
     explanation = None
     if auto:  # adapt, then run at the frozen eps (statistics after adaptation only)

@@ -40,6 +40,7 @@ from ebmcore.budget import DEFAULT_BUDGET, Budget, check, flow_cost
 from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import GridDensity, grid_points, quadrature
 from ebmcore.exact.initial_law import initial_density
+from ebmcore.sampling.config import INITS
 
 __all__ = [
     "FLOW_INITS",
@@ -55,7 +56,7 @@ __all__ = [
     "stationary_density",
 ]
 
-FLOW_INITS = ("uniform", "gaussian", "point")  # as SampleConfig.init
+FLOW_INITS = INITS  # as SampleConfig.init
 MAX_FLOW_GRID = 1024  # cells per side; 1024^2 cells take ~0.1 s per step on one core
 MAX_FLOW_STEPS = 200_000  # time steps per run, so that no request runs for hours
 MAX_MAGNITUDE = 1e100  # dt, T, times, init std: far beyond use, far below float64 overflow
@@ -74,7 +75,7 @@ class FlowConfig:
     dt: float = 0.01  # backward-Euler time step; shortened so that every frame time is hit
     grid: int = 128  # cells per side over the target's box
     temperature: float = 1.0  # T > 0: noise sqrt(2T), stationary law exp(-E / T)
-    init: str = "uniform"  # uniform over init_box, gaussian, or point (as the chains)
+    init: str = "uniform"  # uniform over init_box, view, gaussian, or point (as the chains)
     init_box: tuple[float, float, float, float] | None = None  # uniform start's box; None: all
     init_point: tuple[float, float] = (0.0, 0.0)  # centre of the gaussian / point init
     init_std: float = 1.0  # standard deviation of the gaussian init

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import grid_points
+from ebmcore.sampling.config import view_gaussian
 
 if TYPE_CHECKING:  # the config imports this module's function
     from ebmcore.exact.fokker_planck import FlowConfig
@@ -25,9 +26,10 @@ __all__ = ["initial_density"]
 def initial_density(target: Target, cfg: FlowConfig) -> Tensor:
     """``(n, n)`` cell masses of the initial law ``cfg`` (a FlowConfig) names.
 
-    ``gaussian`` takes the density at the cell centres (the midpoint rule, as the
-    stationary state), renormalised to the box; ``point`` spreads the point over
-    its four nearest cell centres with bilinear weights, which keeps its mean.
+    ``gaussian`` (and ``view``, the Gaussian over ``init_box``) takes the density at the
+    cell centres (the midpoint rule, as the stationary state), renormalised to the box;
+    ``point`` spreads the point over its four nearest cell centres with bilinear weights,
+    which keeps its mean.
     """
     n = cfg.grid
     xs, ys, _ = grid_points(target.box, n)
@@ -40,9 +42,10 @@ def initial_density(target: Target, cfg: FlowConfig) -> Tensor:
         if float(mass.sum()) <= 0:
             raise ValidationError(f"init box {tuple(cfg.init_box)} misses the box {target.box}")
         return mass / mass.sum()
-    px, py = cfg.init_point
-    if cfg.init == "gaussian":
-        logp = -((xs[None, :] - px) ** 2 + (ys[:, None] - py) ** 2) / (2 * cfg.init_std**2)
+    (px, py), std = (view_gaussian(cfg.init_box or target.box) if cfg.init == "view"
+                     else (cfg.init_point, cfg.init_std))
+    if cfg.init in ("gaussian", "view"):
+        logp = -((xs[None, :] - px) ** 2 + (ys[:, None] - py) ** 2) / (2 * std**2)
         return torch.softmax(logp.reshape(-1), 0).view(n, n)
     x0, x1, y0, y1 = target.box
     if not (x0 <= px <= x1 and y0 <= py <= y1):

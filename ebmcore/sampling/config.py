@@ -15,7 +15,7 @@ from ebmcore.sampling.annealed import MAX_LEVELS
 from ebmcore.sampling.kernels import SAMPLERS
 
 __all__ = ["CHECK_EVERY", "CHUNK_CHAIN_STEPS", "CHUNK_SECONDS", "INITS", "MAX_CHAINS",
-           "MAX_STEPS", "Progress", "SampleConfig", "Trace"]
+           "MAX_STEPS", "VIEW_STD", "Progress", "SampleConfig", "Trace", "view_gaussian"]
 
 MAX_CHAINS = 2_000_000  # more would not fit the memory budget of a laptop with margins
 MAX_STEPS = 1_000_000  # per run
@@ -28,7 +28,15 @@ CHECK_EVERY = 32
 # still reproduces a run bit for bit.
 CHUNK_CHAIN_STEPS = 2_000_000
 CHUNK_SECONDS = 0.1  # an event also comes at the first check after this much wall time
-INITS = ("uniform", "gaussian", "point")
+INITS = ("uniform", "view", "gaussian", "point")
+VIEW_STD = 1 / 12  # the "view" start's std, as a share of its box's shorter side
+
+
+def view_gaussian(box: tuple[float, float, float, float]) -> tuple[tuple[float, float], float]:
+    """Centre and std of the "view" start on ``box``: its centre, a twelfth of its shorter
+    side (chains start over the mass, not in the stiff tails where MALA sticks)."""
+    x0, x1, y0, y1 = box
+    return ((x0 + x1) / 2, (y0 + y1) / 2), VIEW_STD * min(x1 - x0, y1 - y0)
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,8 @@ class SampleConfig:
     seed: int = 0  # seeds the one torch.Generator used for everything
     dtype: str = "float32"  # float32 or float64
     device: str = "cpu"  # cpu or cuda
-    init: str = "uniform"  # uniform over init_box, gaussian, or point
-    init_box: tuple[float, float, float, float] | None = None  # uniform start's box; None: target's
+    init: str = "uniform"  # uniform over init_box, view (a Gaussian over it), gaussian, point
+    init_box: tuple[float, float, float, float] | None = None  # uniform/view box; None: target's
     init_point: tuple[float, float] = (0.0, 0.0)  # centre for gaussian / point init
     init_std: float = 1.0  # std of the gaussian init
     keep_paths: int = 16  # chains whose full path is kept for drawing

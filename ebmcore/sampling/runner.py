@@ -40,6 +40,7 @@ from ebmcore.sampling.config import (
     Progress,
     SampleConfig,
     Trace,
+    view_gaussian,
 )
 from ebmcore.sampling.fast import InplaceGrad, inplace_grad, sgld_loop
 from ebmcore.sampling.kernels import SAMPLERS, SamplerState, init_state
@@ -51,14 +52,17 @@ __all__ = ["INITS", "MAX_CHAINS", "MAX_STEPS", "Progress", "SampleConfig", "Trac
 
 def initial_points(target: Target, cfg: SampleConfig, gen: torch.Generator) -> Tensor:
     """``(N, 2)`` starting points as ``cfg.init`` says, drawn from ``gen``: uniform over
-    ``cfg.init_box`` (the target's box when None), a Gaussian, or one point."""
+    ``cfg.init_box`` (the target's box when None), a Gaussian over it (``view``), a given
+    Gaussian, or one point."""
     n, kw = cfg.chains, {"generator": gen, "dtype": cfg.torch_dtype, "device": cfg.device}
+    box = cfg.init_box or target.box
     if cfg.init == "uniform":
-        return Box.of(cfg.init_box or target.box).uniform(n, **kw)
-    centre = torch.tensor(cfg.init_point, dtype=cfg.torch_dtype, device=cfg.device)
+        return Box.of(box).uniform(n, **kw)
+    point, std = view_gaussian(box) if cfg.init == "view" else (cfg.init_point, cfg.init_std)
+    centre = torch.tensor(point, dtype=cfg.torch_dtype, device=cfg.device)
     if cfg.init == "point":
         return centre.expand(n, 2).clone()
-    return centre + cfg.init_std * torch.randn(n, 2, **kw)
+    return centre + std * torch.randn(n, 2, **kw)
 
 
 def _far_limit(box: Box) -> float:
