@@ -107,3 +107,17 @@ def test_grid_must_hold_the_bins(gauss):
     gd = quadrature(t.energy, t.box, 40)
     with pytest.raises(ValidationError, match="multiple"):
         next(sweep(t, gd, SweepConfig(bins=16)))
+
+
+def test_a_sweep_is_priced_whole_before_it_runs():
+    from ebmcore.budget import Budget, sampling_cost
+    cfg = SweepConfig(eps=(0.01, 0.1), chains=1000, time=10.0, min_steps=10, max_steps=500)
+    # 2 samplers x (500 + 100) steps of 1000 chains: exactly the cost of one run that long
+    want = sampling_cost(chains=1000, steps=2 * (500 + 100), keep_paths=0, max_points=4000)
+    assert cfg.validate(Budget(work=want.work, memory=want.memory)) is cfg
+    with pytest.raises(ValidationError, match="chains"):
+        cfg.validate(Budget(work=want.work * 0.99, memory=want.memory))
+    target = make_target("gaussian")
+    gd = quadrature(target.energy, target.box, 64)
+    with pytest.raises(ValidationError):  # before the first run, not after some of them
+        next(sweep(target, gd, cfg, budget=Budget(work=want.work * 0.99, memory=want.memory)))

@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 import pandas as pd
 import streamlit as st
 
-from dashboard import cache, live, panels, state, url_build
+from dashboard import cache, live, panels, scheduler, state, url_build
 from dashboard.figures import sampling as figures
 from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
 from dashboard.safe_text import md
@@ -28,7 +28,8 @@ def sweep_config(values: dict) -> SweepConfig:
     if not lo < hi:
         lo, hi = min(lo, hi) / 1.01, max(lo, hi) * 1.01
     return SweepConfig(eps=eps_grid(lo, hi, 10), chains=int(values["sw_chains"]),
-                       temperature=float(values["T"]), seed=int(values["seed"])).validate()
+                       temperature=float(values["T"]), seed=int(values["seed"])).validate(
+                           scheduler.SESSION_BUDGET)  # the whole sweep, priced before it runs
 
 
 def twin_live(keys: tuple, gd, titles) -> None:
@@ -73,7 +74,7 @@ def sweep_section(tkey: tuple, values: dict) -> None:
         if st.button(f"run the sweep ({n_runs} runs of {cfg.chains:,} chains)",
                      key=_w("sweep_go"), type="primary", icon=":material/play_arrow:"):
             target, gd = cache.target(tkey), cache.density(tkey)
-            sw = live.SweepRun(key, cfg, sweep(target, gd, cfg))
+            sw = live.SweepRun(key, cfg, sweep(target, gd, cfg, budget=scheduler.SESSION_BUDGET))
             state.put(ss, "sweep", PAGE, sw)
             st.rerun()  # redraw without the button
         else:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ebmcore.budget import DEFAULT_BUDGET, Budget, check, sampling_cost
 from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import GridDensity, discrepancy
 from ebmcore.sampling.kernels import SAMPLERS
@@ -51,8 +52,9 @@ class SweepConfig:
     bins: int = 16  # histogram bins per side of the discrepancy (must divide the grid size)
     seed: int = 0  # same seed -> same initial points for every run
 
-    def validate(self) -> SweepConfig:
-        """Return self, or raise ValidationError."""
+    def validate(self, budget: Budget = DEFAULT_BUDGET, *, flag: str = "") -> SweepConfig:
+        """Return self, or raise ValidationError; the whole sweep (every run) is priced
+        against ``budget`` (``flag`` names how the caller can raise it)."""
         if not self.samplers or any(s not in SAMPLERS for s in self.samplers):
             raise ValidationError(f"samplers must be among {', '.join(SAMPLERS)}")
         if not self.eps or any(not (math.isfinite(e) and e > 0) for e in self.eps):
@@ -63,6 +65,9 @@ class SweepConfig:
             raise ValidationError("integration time must be > 0")
         if not 1 <= self.min_steps <= self.max_steps <= 1_000_000:
             raise ValidationError("need 1 <= min_steps <= max_steps <= 1,000,000")
+        total = len(self.samplers) * sum(self.steps_for(e) for e in self.eps)
+        check(sampling_cost(chains=self.chains, steps=total, keep_paths=0,
+                            max_points=max(1000, 4 * self.chains)), budget, flag=flag)
         return self
 
     def steps_for(self, eps: float) -> int:
@@ -94,16 +99,17 @@ def _finals(trace, box) -> torch.Tensor:
     return x
 
 
-def sweep(target: Target, gd: GridDensity, config: SweepConfig | None = None
-          ) -> Iterator[SweepPoint]:
+def sweep(target: Target, gd: GridDensity, config: SweepConfig | None = None, *,
+          budget: Budget = DEFAULT_BUDGET) -> Iterator[SweepPoint]:
     """Yield one :class:`SweepPoint` per (eps, sampler), eps in increasing order.
 
     Args:
         target: the energy to sample.
         gd: its exact density on ``target.box`` (``gd.n`` a multiple of ``config.bins``).
         config: the sweep's settings.
+        budget: the work the whole sweep may take (checked before the first run).
     """
-    cfg = (config or SweepConfig()).validate()
+    cfg = (config or SweepConfig()).validate(budget)
     if gd.n % cfg.bins:
         raise ValidationError(f"grid size {gd.n} is not a multiple of {cfg.bins} bins")
     for eps in sorted(cfg.eps):
@@ -113,7 +119,7 @@ def sweep(target: Target, gd: GridDensity, config: SweepConfig | None = None
                                    temperature=cfg.temperature, seed=cfg.seed, keep_paths=0,
                                    max_points=max(1000, 4 * cfg.chains), report_every=steps)
             t0 = time.perf_counter()
-            trace = sample(target, run_cfg)
+            trace = sample(target, run_cfg, budget=budget)
             d = discrepancy(_finals(trace, target.box), gd, cfg.bins)
             yield SweepPoint(name, eps, steps, d.tv, d.floor, trace.n_diverged,
                              trace.acceptance, time.perf_counter() - t0)
