@@ -12,16 +12,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Hashable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from dashboard import scheduler
 from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import GridDensity
-from ebmcore.sampling.adapt import TARGET_ACCEPT, run_auto, sgld_step_size
+from ebmcore.sampling.adapt import Adapting, auto_events
 from ebmcore.sampling.runner import SampleConfig, Trace, run
 
-__all__ = ["LiveRun", "SweepRun", "advance", "advance_all", "advance_sweep", "auto_step", "start",
+__all__ = ["LiveRun", "SweepRun", "advance", "advance_all", "advance_sweep", "start", "start_auto",
            "stop", "stop_sweep"]
 
 
@@ -39,6 +39,9 @@ class LiveRun:
     started: float = 0.0  # perf_counter at start
     compute_s: float = 0.0  # seconds spent computing
     memo: dict = field(default_factory=dict)  # page-level results derived from the final trace
+    adapting: bool = False  # an automatic eps is still being chosen (no trace yet)
+    step_size: float | None = None  # the automatic eps, once chosen
+    explanation: str | None = None  # how it was chosen
     # held while advancing: two script runs of one session (a reconnect starts a new run while
     # the old one still computes) must not step the same generator at once
     busy: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -65,18 +68,12 @@ def start(key: Hashable, target: Target, config: SampleConfig, x0: Any = None) -
                    total=config.steps, started=time.perf_counter())
 
 
-def auto_step(target: Target, config: SampleConfig, gd: GridDensity) -> tuple[float, str]:
-    """An automatic step size for ``config`` and how it was chosen.
-
-    MALA and HMC: dual averaging over a pilot of ``config.burn_in`` steps
-    (:func:`ebmcore.sampling.adapt.run_auto`); the run itself then starts afresh at the
-    frozen eps, so all of its steps, burn-in included, use that eps.  The other samplers:
-    the curvature rule of SGLD (a fraction of 1 / lambda_max).
-    """
-    if config.sampler in TARGET_ACCEPT:
-        res = run_auto(target, replace(config, steps=config.burn_in + 1), gd)
-        return res.step_size, res.explanation + " (a pilot run; the chains then start afresh)"
-    return sgld_step_size(target, gd)
+def start_auto(key: Hashable, target: Target, config: SampleConfig, gd: GridDensity) -> LiveRun:
+    """A new run whose eps is chosen as it goes (:func:`ebmcore.sampling.adapt.auto_events`):
+    MALA and HMC adapt during the burn-in in the run's own slices, so the page stays live and
+    the stop button works while eps is tuned."""
+    return LiveRun(key, auto_events(target, config, gd, budget=scheduler.SESSION_BUDGET),
+                   total=config.steps, started=time.perf_counter(), adapting=True)
 
 
 def advance(r: LiveRun, budget_s: float) -> LiveRun:
@@ -98,7 +95,12 @@ def _advance(r: LiveRun, budget_s: float) -> LiveRun:
             if ev is None:
                 r.events = None
                 break
-            r.trace, r.step, r.total = ev.trace, ev.step, ev.total
+            if isinstance(ev, Adapting):
+                r.step, r.total = ev.step, ev.total
+                if ev.done:
+                    r.adapting, r.step_size, r.explanation = False, ev.step_size, ev.explanation
+            else:
+                r.trace, r.step, r.total = ev.trace, ev.step, ev.total
             if getattr(ev, "finished", False):
                 r.events = None
                 break

@@ -15,11 +15,12 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import cache, live, state, train_live, url, url_fields
+from dashboard import cache, state, train_live, url, url_fields
 from dashboard.url import AUTO, EPS_MAX
 from dashboard.url_fields import FORMULA
 from ebmcore.ebm.models import ModelConfig
 from ebmcore.energies import ValidationError
+from ebmcore.sampling.adapt import sgld_step_size
 from ebmcore.sampling.runner import SampleConfig
 from ebmcore.targets.formula import validate_box
 from ebmcore.targets.registry import TARGETS
@@ -170,9 +171,11 @@ def build_trainer(values: dict[str, Any]) -> Any:
 
 
 def run_inputs(tkey: tuple, cfg: SampleConfig, auto: bool) -> tuple[SampleConfig, str | None]:
-    """``cfg`` with an automatic eps resolved, and how eps was chosen (None when given).
-    ValidationError where auto cannot work (no positive curvature where the mass is)."""
+    """``cfg`` with an automatic SGLD eps resolved (the curvature rule, instant), and how eps
+    was chosen (None when given). ValidationError where auto cannot work (no positive
+    curvature where the mass is). MALA and HMC adapt inside their run
+    (:func:`dashboard.live.start_auto`)."""
     if not auto:
         return cfg, None
-    eps, why = live.auto_step(cache.target(tkey), cfg, cache.density(tkey))
+    eps, why = sgld_step_size(cache.target(tkey), cache.density(tkey))
     return replace(cfg, step_size=eps).validate(), why

@@ -177,3 +177,25 @@ def test_chains_in_separate_wells_are_reported_in_words():
     g = make_target("gaussian")
     rep = chains_in_modes(torch.zeros(10, 2), quadrature(g.energy, g.box, 256))
     assert not rep.separated and rep.message == "the density has one mode"
+
+
+def test_auto_events_tune_first_then_run_on_from_the_burnt_in_chains():
+    from ebmcore.sampling.adapt import Adapting, auto_events
+    target = make_target("gaussian")
+    gd = quadrature(target.energy, target.box, 128)
+    cfg = SampleConfig(sampler="mala", steps=600, burn_in=300, chains=200, init="gaussian")
+    events = list(auto_events(target, cfg, gd))
+    first_run = next(i for i, e in enumerate(events) if not isinstance(e, Adapting))
+    tuning, running = events[:first_run], events[first_run:]
+    assert all(isinstance(e, Adapting) and e.trace is None for e in tuning)
+    assert not any(isinstance(e, Adapting) for e in running)
+    frozen = tuning[-1]
+    assert frozen.done and frozen.step == 300 and not any(e.done for e in tuning[:-1])
+    # the progress runs on from the burn-in to the requested length, at the frozen eps
+    assert 300 < running[0].step and running[-1].step == 600 and running[-1].finished
+    tr = running[-1].trace
+    assert tr.config.step_size == frozen.step_size and tr.config.burn_in == 0
+    assert tr.done == 300  # post-adaptation steps only
+    res = run_auto(target, cfg, gd)  # the drained generator: the same numbers
+    assert res.step_size == frozen.step_size and torch.equal(res.trace.x, tr.x)
+    assert "dual averaging" in frozen.explanation and frozen.explanation == res.explanation

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import streamlit as st
 
@@ -11,7 +13,6 @@ from dashboard.figures import sampling as figures
 from dashboard.live_view import SYNC_BUDGET_S, Stop, live_view
 from dashboard.safe_text import md
 from dashboard.url_fields import SAMPLER_LABELS
-from ebmcore.energies import ValidationError
 from ebmcore.exact.diagnostics import likelihood_curve
 from ebmcore.exact.summary import summarize
 from ebmcore.exact.view import chains_in_modes
@@ -32,7 +33,8 @@ def watch(run_key: tuple, gd, title: str) -> None:
         return r if r is not None and r.key == run_key else None
 
     def draw(r: live.LiveRun) -> None:
-        st.progress(r.fraction, text=f"step {r.step:,} of {r.total:,} · "
+        what = "tuning ε by dual averaging · " if r.adapting else ""
+        st.progress(r.fraction, text=f"{what}step {r.step:,} of {r.total:,} · "
                                      f"{r.rate:,.0f} steps/s")
         tr = r.trace
         if tr is not None:
@@ -103,24 +105,21 @@ def main() -> None:
     target, gd, view = cache.target(tkey), cache.density(tkey), cache.view_density(tkey)
     run_key = (tkey, form.config, form.auto)
     r = state.get(ss, "run", PAGE)
-    if r is None or r.key != run_key:
-        try:
-            cfg, why = url_build.run_inputs(tkey, form.config, form.auto)
-        except ValidationError as exc:
-            st.error(md(exc), icon=":material/error:")
-            return
-        r = live.start(run_key, target, cfg)
-        r.memo["auto"], r.memo["cfg"] = why, cfg
+    if r is None or r.key != run_key:  # auto: eps is chosen inside the run, live
+        r = (live.start_auto(run_key, target, form.config, gd) if form.auto
+             else live.start(run_key, target, form.config))
         state.put(ss, "run", PAGE, r)
     if not r.finished:
         live.advance(r, SYNC_BUDGET_S)
-    cfg = r.memo["cfg"]  # the eps an automatic choice settled on
+    cfg = form.config if r.step_size is None else replace(form.config, step_size=r.step_size)
+    r.memo["cfg"] = cfg  # the eps an automatic choice settled on
     name = "formula" if tkey[0] == "formula" else tkey[0]
     mode = "gradient descent (noise off)" if not cfg.noise else SAMPLER_LABELS[cfg.sampler]
-    eps = f"{cfg.step_size:.3g} (auto)" if form.auto else f"{cfg.step_size:g}"
+    eps = (f"{cfg.step_size:.3g} (auto)" if r.step_size is not None
+           else "auto (tuning)" if form.auto else f"{cfg.step_size:g}")
     title = f"{name} · {mode} · ε = {eps} · {cfg.chains:,} chains"
-    if r.memo.get("auto"):
-        st.caption(f"Automatic step size: {r.memo['auto']}.")
+    if r.explanation:
+        st.caption(f"Automatic step size: {r.explanation}.")
     if not r.finished:
         watch(run_key, view, title)
         return
@@ -162,7 +161,10 @@ def main() -> None:
             ("mean x", "mean y", "var x", "cov xy", "var y")})
         st.caption(
             f"{s.discrepancy.n:,} live chains · {tr.done:,} steps in {s.seconds:.2f} s · "
-            f"ESS, R-hat and acceptance after a burn-in of {cfg.burn_in:,} steps" +
+            + (f"ESS, R-hat and acceptance after a burn-in of {cfg.burn_in:,} steps"
+             if tr.config.burn_in == cfg.burn_in else
+             f"ESS, R-hat and acceptance over the {tr.done:,} steps after the "
+             f"{cfg.burn_in:,} that tuned ε") +
             ("" if s.sgld_cov is None else
              " · at finite ε, SGLD samples a wider Gaussian than the target: compare the "
              "chains with the last row"))

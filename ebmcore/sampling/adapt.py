@@ -15,10 +15,10 @@ SGLD has no accept step to adapt on; its step comes from the target's
 curvature: a fraction of ``1 / lambda_max``, ``lambda_max`` the largest
 eigenvalue of the Hessian of ``E`` over the cells holding 99% of the mass.
 
-:func:`run_auto` adapts during burn-in by calling the kernels directly, then
-hands the frozen ``eps`` and the burnt-in positions to
-:func:`ebmcore.sampling.runner.run`, so every statistic of the returned trace
-comes from post-adaptation steps only.
+:func:`auto_events` adapts during burn-in by calling the kernels directly (yielding
+events, so a page can draw it and stop it), then hands the frozen ``eps`` and the
+burnt-in positions to :func:`ebmcore.sampling.runner.run`, so every statistic of
+the trace comes from post-adaptation steps only; :func:`run_auto` drains it.
 
 References:
     Hoffman, M. D. and Gelman, A. (2014). The No-U-Turn Sampler. JMLR 15.
@@ -32,21 +32,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
+from ebmcore.budget import DEFAULT_BUDGET, Budget
 from ebmcore.energies import Target, ValidationError
 from ebmcore.exact.density import GridDensity, grid_points, quadrature
 from ebmcore.exact.view import view_box
+from ebmcore.sampling.config import CHUNK_SECONDS, Progress
 from ebmcore.sampling.kernels import SAMPLERS, init_state
-from ebmcore.sampling.runner import SampleConfig, Trace, initial_points, sample
+from ebmcore.sampling.runner import SampleConfig, Trace, initial_points, run
 
 __all__ = [
     "SGLD_FRACTION",
     "TARGET_ACCEPT",
+    "Adapting",
     "AutoResult",
     "DualAveraging",
+    "auto_events",
     "da_final",
     "da_init",
     "da_update",
@@ -182,31 +188,51 @@ def _eps0(target: Target, gd: GridDensity) -> float:
     return 1.0 / math.sqrt(hessian_lambda_max(target, gd))
 
 
-def run_auto(target: Target, config: SampleConfig, gd: GridDensity | None = None) -> AutoResult:
-    """Run ``config`` with an automatic step size (``config.step_size`` is ignored).
+@dataclass(frozen=True)
+class Adapting:
+    """An event of the adaptation phase of :func:`auto_events` (there is no trace yet)."""
 
-    SGLD: the curvature step, with the burn-in kept in place as usual.
-    MALA, HMC: the first ``config.burn_in`` steps adapt ``eps`` by dual averaging,
-    then ``config.steps - config.burn_in`` steps run at the frozen ``eps`` from the
-    adapted positions; the returned trace holds those steps only.
+    step: int  # burn-in steps done
+    total: int  # steps requested, burn-in included
+    step_size: float  # the current eps; frozen on the last adaptation event
+    done: bool = False  # the last adaptation event: ``step_size`` is frozen
+    explanation: str = ""  # how eps was chosen, on the last adaptation event
+    acceptance: float | None = None  # mean acceptance over the burn-in's last tenth (last)
+    trace: None = None  # consumers of run events read ``trace``: none during adaptation
+    finished: bool = False  # never the end of the run
+
+
+def auto_events(target: Target, config: SampleConfig, gd: GridDensity | None = None, *,
+                budget: Budget = DEFAULT_BUDGET) -> Iterator[Adapting | Progress]:
+    """A run with an automatic eps, as events: :class:`Adapting` while eps is chosen, then
+    the run's :class:`~ebmcore.sampling.config.Progress` events (steps counted from the
+    start, burn-in included, so a progress bar runs on).
+
+    SGLD takes the curvature rule (:func:`sgld_step_size`) and runs ``config`` at that eps.
+    MALA and HMC adapt by dual averaging over ``config.burn_in`` steps, yielding about every
+    :data:`~ebmcore.sampling.config.CHUNK_SECONDS`, then freeze eps and run the remaining
+    ``steps - burn_in`` steps from the burnt-in positions: the trace holds post-adaptation
+    steps only (its config carries the frozen eps and ``burn_in = 0``).
     """
-    cfg = config.validate()
+    cfg = config.validate(budget)
+    if cfg.sampler not in TARGET_ACCEPT and cfg.sampler != "sgld":
+        raise ValidationError(f"automatic step size is for SGLD, MALA and HMC, not {cfg.sampler}")
     gd = quadrature(target.energy, target.box, 256) if gd is None else gd
     if cfg.sampler == "sgld":
         eps, why = sgld_step_size(target, gd)
-        trace = sample(target, dataclasses.replace(cfg, step_size=eps))
-        return AutoResult(trace, eps, why, None)
+        yield Adapting(0, cfg.steps, eps, True, why)
+        yield from run(target, dataclasses.replace(cfg, step_size=eps), budget=budget)
+        return
     if cfg.burn_in < 10:
         raise ValidationError("automatic step size needs a burn-in of at least 10 steps")
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
-    x = initial_points(target, cfg, gen)
     kernel = SAMPLERS[cfg.sampler]
     kw = {"temperature": cfg.temperature, "grad": target.grad}
     if cfg.sampler == "hmc":
         kw["n_leapfrog"] = cfg.n_leapfrog
-    state = init_state(target.energy, x, target.grad)
+    state = init_state(target.energy, initial_points(target, cfg, gen), target.grad)
     da = da_init(_eps0(target, gd), TARGET_ACCEPT[cfg.sampler])
-    tail, tail_n = 0.0, 0
+    tail, tail_n, t0 = 0.0, 0, time.perf_counter()
     for i in range(cfg.burn_in):
         state, info = kernel(target.energy, state, gen, step_size=da.step_size, **kw)
         ok = torch.isfinite(info.accept_prob)
@@ -214,10 +240,28 @@ def run_auto(target: Target, config: SampleConfig, gd: GridDensity | None = None
         da = da_update(da, acc)
         if i >= cfg.burn_in - max(1, cfg.burn_in // 10):
             tail, tail_n = tail + acc, tail_n + 1
+        if time.perf_counter() - t0 >= CHUNK_SECONDS:
+            yield Adapting(i + 1, cfg.steps, da.step_size)
+            t0 = time.perf_counter()
     eps = da_final(da)
-    main = dataclasses.replace(cfg, step_size=eps, steps=cfg.steps - cfg.burn_in, burn_in=0,
-                               seed=int(torch.randint(0, 2**62, (1,), generator=gen)))
-    trace = sample(target, main, x0=state.x)
     why = (f"eps = {eps:.3g} by dual averaging over {cfg.burn_in} burn-in steps towards mean "
            f"acceptance {TARGET_ACCEPT[cfg.sampler]:g}, then frozen")
-    return AutoResult(trace, eps, why, tail / tail_n if tail_n else None)
+    yield Adapting(cfg.burn_in, cfg.steps, eps, True, why, tail / tail_n if tail_n else None)
+    main = dataclasses.replace(cfg, step_size=eps, steps=cfg.steps - cfg.burn_in, burn_in=0,
+                               seed=int(torch.randint(0, 2**62, (1,), generator=gen)))
+    for ev in run(target, main, state.x, budget=budget):
+        yield Progress(ev.step + cfg.burn_in, cfg.steps, ev.trace)
+
+
+def run_auto(target: Target, config: SampleConfig, gd: GridDensity | None = None, *,
+             budget: Budget = DEFAULT_BUDGET) -> AutoResult:
+    """Drain :func:`auto_events`: the post-adaptation trace, the frozen eps, how it was
+    chosen and the acceptance at the end of the adaptation."""
+    frozen, last = None, None
+    for ev in auto_events(target, config, gd, budget=budget):
+        if isinstance(ev, Adapting):
+            frozen = ev if ev.done else frozen
+        else:
+            last = ev
+    assert frozen is not None and last is not None  # both phases always yield
+    return AutoResult(last.trace, frozen.step_size, frozen.explanation, frozen.acceptance)
