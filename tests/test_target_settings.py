@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from ebmcore.bench.settings_table import LIMITS, RHAT_LIMIT, measure, table
+from ebmcore.bench.settings_table import FORMULAS, LIMITS, RHAT_LIMIT, measure, table
 from ebmcore.cli.main import main
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.summary import GRID
@@ -69,18 +69,6 @@ def test_formulas_fall_back_to_auto():
         assert AUTO[sampler].auto
     with pytest.raises(ValueError):
         settings_for("gaussian", "nope")
-
-
-FORMULAS = {
-    "ring": ("(r - 2)**2 / (2 * 0.3**2)", (-4, 4, -4, 4), True),
-    "curved valley": ("x**2 / 2 + (y - x**2 / 2)**2 / (2 * 0.4**2)", (-4, 4, -3, 7), True),
-    # two wells 6 apart with std 0.5: a 36 kT barrier, chains cannot cross; the start, centred
-    # between them, splits them in the exact 1:1 ratio by symmetry, so the histogram matches
-    "two separated modes": ("-logsumexp(-(x - 3)**2 / 0.5 - y**2 / 0.5, -(x + 3)**2 / 0.5"
-                            " - y**2 / 0.5)", (-5, 5, -3, 3), False),
-    "wavy landscape": ("(x**2 + y**2) / 8 + 0.5 * sin(2 * x) * cos(2 * y)", (-6, 6, -6, 6),
-                       True),
-}
 
 
 FORMULAS_FAILING: set[tuple[str, str]] = set()  # none at present (strict, as above)

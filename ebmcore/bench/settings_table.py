@@ -5,7 +5,8 @@ sampler: eps, acceptance, discrepancy / floor, R-hat, diverged) for the
 settings in :data:`ebmcore.targets.settings.SETTINGS`;
 ``python -m ebmcore.bench.settings_table --choose`` re-runs the selection rule
 described in :mod:`ebmcore.targets.settings` and prints the table as code
-(``banana/mala`` names one row; ``--narrow`` runs only the rule's second stage).
+(``banana/mala`` names one row; ``--narrow`` runs only the rule's second stage);
+``--formulas`` adds the typed formulas of :data:`FORMULAS` at their automatic settings.
 Fixed seeds: the numbers reproduce exactly on one machine.
 """
 
@@ -23,10 +24,11 @@ from ebmcore.exact.summary import GRID, summarize
 from ebmcore.exact.view import SEPARATING_BARRIER, modes, view_box
 from ebmcore.sampling.adapt import run_auto, sgld_step_size
 from ebmcore.sampling.runner import sample
+from ebmcore.targets.formula import formula_target
 from ebmcore.targets.registry import TARGETS, make_target
 from ebmcore.targets.settings import SAMPLER_NAMES, Settings, settings_for, view_start
 
-__all__ = ["LIMITS", "choose", "connected", "measure", "passes", "start", "table"]
+__all__ = ["FORMULAS", "LIMITS", "choose", "connected", "measure", "passes", "start", "table"]
 
 LIMITS = {"sgld": 1.6, "mala": 1.3, "hmc": 1.3}  # discrepancy / iid floor allowed (issue 11)
 RHAT_LIMIT = 1.05  # split R-hat allowed where the mass is connected
@@ -41,6 +43,20 @@ NARROW_STEPS = (10000, 20000, 50000, 100000)
 NARROW_SGLD_FRACTIONS = (2.0, 1.0, 0.5)
 NARROW_DIVISORS = (1, 2, 4)  # MALA / HMC: the dual-averaging eps divided by these
 STAGES = ("wide", "narrow")
+
+
+# Typed formulas of the README table and the tests, run with automatic settings as the CLI
+# runs them: kind -> (expression, box, whether the mass is connected by design).
+FORMULAS: dict[str, tuple[str, tuple[float, float, float, float], bool]] = {
+    "ring": ("(r - 2)**2 / (2 * 0.3**2)", (-4, 4, -4, 4), True),
+    "curved valley": ("x**2 / 2 + (y - x**2 / 2)**2 / (2 * 0.4**2)", (-4, 4, -3, 7), True),
+    # two wells 6 apart with std 0.5: a 36 kT barrier, chains cannot cross; the start, centred
+    # between them, splits them in the exact 1:1 ratio by symmetry, so the histogram matches
+    "two separated modes": ("-logsumexp(-(x - 3)**2 / 0.5 - y**2 / 0.5, -(x + 3)**2 / 0.5"
+                            " - y**2 / 0.5)", (-5, 5, -3, 3), False),
+    "wavy landscape": ("(x**2 + y**2) / 8 + 0.5 * sin(2 * x) * cos(2 * y)", (-6, 6, -6, 6),
+                       True),
+}
 
 
 def _round(v: float, down: bool = False) -> float:
@@ -154,6 +170,15 @@ def main(argv: list[str]) -> None:
                 row = measure(target, sampler, s, quadrature(target.energy, target.box, GRID))
             rows.append(row)
             print(f"# {row}", flush=True)
+    if "--formulas" in argv:  # typed formulas, at the automatic settings the CLI gives them
+        for kind, (expr, box, _) in FORMULAS.items():
+            target = formula_target(expr, box)
+            gd = quadrature(target.energy, target.box, GRID)
+            for sampler in SAMPLER_NAMES:
+                row = {**measure(target, sampler, settings_for("formula", sampler), gd),
+                       "target": f"formula: {kind}"}
+                rows.append(row)
+                print(f"# {row}", flush=True)
     print(table(rows))
 
 
