@@ -66,14 +66,18 @@ def mala_propose(x: np.ndarray, g: np.ndarray, xi: np.ndarray, eps: float, sigma
 @numba.njit(**_JIT)
 def mala_accept(x: np.ndarray, e: np.ndarray, g: np.ndarray, y: np.ndarray, e_y: np.ndarray,
                 g_y: np.ndarray, xi: np.ndarray, u: np.ndarray, eps: float,
-                temperature: float, lo0: float, lo1: float, hi0: float, hi1: float) -> int:
+                temperature: float, lo0: float, lo1: float, hi0: float, hi1: float,
+                xi_next: np.ndarray, propose: bool) -> int:
     """The Metropolis test of each row; accepted rows of ``(x, e, g)`` become ``(y, e_y, g_y)``.
 
     ``log alpha = (e - e_y) / T - (|x - y + eps g_y|^2 - |sigma xi|^2) / (2 s2)`` with
     ``s2 = 2 eps T`` (the forward term is ``|xi|^2 / 2``); ``E = inf`` outside the box
-    and a NaN ratio rejects.  Returns how many rows moved.
+    and a NaN ratio rejects.  With ``propose``, ``y`` then becomes the next proposal
+    from noise ``xi_next`` (one pass for the end of a step and the start of the next).
+    Returns how many rows moved.
     """
     s2 = 2.0 * eps * temperature
+    sigma = math.sqrt(s2)
     taken = 0
     for i in range(x.shape[0]):
         inside = lo0 <= y[i, 0] <= hi0 and lo1 <= y[i, 1] <= hi1
@@ -87,4 +91,7 @@ def mala_accept(x: np.ndarray, e: np.ndarray, g: np.ndarray, y: np.ndarray, e_y:
             e[i] = ey
             g[i, 0], g[i, 1] = g_y[i, 0], g_y[i, 1]
             taken += 1
+        if propose:
+            y[i, 0] = x[i, 0] - eps * g[i, 0] + sigma * xi_next[i, 0]
+            y[i, 1] = x[i, 1] - eps * g[i, 1] + sigma * xi_next[i, 1]
     return taken

@@ -103,19 +103,25 @@ def _mala(fn: InputGrad, x: Tensor, generator: torch.Generator, steps: int,
     The same draws in the same order (proposal noise, then the uniforms of the test);
     ``E = inf`` outside the box, so such proposals are rejected.  ``x`` is updated in place.
     """
+    if steps == 0:
+        return x
     sigma = math.sqrt(2.0 * step_size * temperature)
     e, g = (t.clone(memory_format=torch.contiguous_format) for t in fn(x))  # updated in place
     xn, en, gn = x.numpy(), e.numpy(), g.numpy()
     outside_to_inf(xn, en, *walls)
     y = torch.empty_like(x)
     yn = y.numpy()
-    for _ in range(steps):
-        xi = torch.randn(x.shape, generator=generator, dtype=x.dtype).numpy()
-        mala_propose(xn, gn, xi, step_size, sigma, yn)
+    xi = torch.randn(x.shape, generator=generator, dtype=x.dtype).numpy()
+    mala_propose(xn, gn, xi, step_size, sigma, yn)
+    for k in range(steps):
         e_y, g_y = fn(y)
         u = torch.rand(x.shape[:1], generator=generator, dtype=x.dtype).numpy()
+        last = k == steps - 1  # the next proposal's noise comes after this test's uniforms
+        xi_next = xi if last else torch.randn(
+            x.shape, generator=generator, dtype=x.dtype).numpy()
         mala_accept(xn, en, gn, yn, e_y.numpy(), g_y.numpy(), xi, u, step_size, temperature,
-                    *walls)
+                    *walls, xi_next, not last)
+        xi = xi_next
     return x
 
 
