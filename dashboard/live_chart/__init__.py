@@ -20,6 +20,7 @@ from typing import Any
 import plotly
 import plotly.graph_objects as go
 import plotly.io
+import streamlit as st
 import streamlit.components.v1 as components
 
 __all__ = ["live_chart"]
@@ -48,11 +49,34 @@ def _component() -> Any:
 def live_chart(fig: go.Figure, *, key: str, config: dict) -> None:
     """Draw ``fig`` in the live chart ``key``, updating the chart already there in place.
 
-    Each trace travels as its own JSON text: the page keeps the parsed trace of a text it
-    has already drawn, so an unchanged trace (the data, a contour between evaluations)
-    reaches ``Plotly.react`` as the same object and is not recomputed.
+    Only what changed travels: a trace (or the layout) whose JSON text is the one this
+    chart was last sent goes as ``[since]``, the number of the render that sent it, and the
+    page reuses what it parsed then (``Plotly.react`` skips an unchanged object, so an
+    unchanged contour is not recomputed either).  A page that lacks it (a new iframe, a
+    render it never saw) asks once for everything, through the component's value.
     """
-    traces = [plotly.io.to_json(t, validate=False) for t in fig.data]
-    layout = plotly.io.to_json(fig.layout, validate=False)
-    _component()(traces=traces, layout=layout, config=json.dumps(config), key=key,
+    texts = [*(plotly.io.to_json(t, validate=False) for t in fig.data),
+             plotly.io.to_json(fig.layout, validate=False)]  # the traces, then the layout
+    memo = st.session_state.setdefault(_MEMO, {})
+    last = memo.get(key)
+    asked = _asked(key)
+    if last is None or asked != last["answered"]:
+        last = {"version": 0, "texts": [], "since": []}
+    version = last["version"] + 1
+    parts, since = [], []
+    for i, text in enumerate(texts):
+        same = i < len(last["texts"]) and last["texts"][i] == text
+        since.append(last["since"][i] if same else version)
+        parts.append([since[-1]] if same else text)
+    memo[key] = {"version": version, "texts": texts, "since": since, "answered": asked}
+    _component()(parts=parts, version=version, config=json.dumps(config), key=key,
                  default=None)
+
+
+_MEMO = "_live_chart_sent"  # session state: per chart key, what its page was last sent
+
+
+def _asked(key: str) -> Any:
+    """The token of the page's last request for a full render, or None."""
+    value = st.session_state.get(key)
+    return value.get("resend") if isinstance(value, dict) else None
