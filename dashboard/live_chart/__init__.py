@@ -49,30 +49,35 @@ def _component() -> Any:
 def live_chart(fig: go.Figure, *, key: str, config: dict) -> None:
     """Draw ``fig`` in the live chart ``key``, updating the chart already there in place.
 
-    Only what changed travels: a trace (or the layout) whose JSON text is the one this
-    chart was last sent goes as ``[since]``, the number of the render that sent it, and the
-    page reuses what it parsed then (``Plotly.react`` skips an unchanged object, so an
-    unchanged contour is not recomputed either).  A page that lacks it (a new iframe, a
-    render it never saw) asks once for everything, through the component's value.
+    Only what changed travels: a trace (or the layout) whose JSON text this chart has been
+    sent in full :data:`REPEATS` times goes as ``[tag]``, a tag of its text, and the page
+    reuses what it parsed from that text (``Plotly.react`` skips an unchanged object, so an
+    unchanged contour is not recomputed either).  Sending a new text more than once covers
+    renders the page never sees (a newer render replaces an older one on its way); a page
+    that lacks a tag all the same (a new iframe) asks once for everything, through the
+    component's value.
     """
     texts = [*(plotly.io.to_json(t, validate=False) for t in fig.data),
              plotly.io.to_json(fig.layout, validate=False)]  # the traces, then the layout
     memo = st.session_state.setdefault(_MEMO, {})
-    last = memo.get(key)
     asked = _asked(key)
+    last = memo.get(key)
     if last is None or asked != last["answered"]:
-        last = {"version": 0, "texts": [], "since": []}
-    version = last["version"] + 1
-    parts, since = [], []
-    for i, text in enumerate(texts):
-        same = i < len(last["texts"]) and last["texts"][i] == text
-        since.append(last["since"][i] if same else version)
-        parts.append([since[-1]] if same else text)
-    memo[key] = {"version": version, "texts": texts, "since": since, "answered": asked}
-    _component()(parts=parts, version=version, config=json.dumps(config), key=key,
-                 default=None)
+        last = {"sent": {}}  # tag -> how many renders carried that text in full
+    sent: dict[int, int] = {}
+    parts: list[str | list[int]] = []
+    for text in texts:
+        tag = hash(text) & _TAG_MASK
+        n = last["sent"].get(tag, 0)
+        parts.append([tag] if n >= REPEATS else text)
+        sent[tag] = n if n >= REPEATS else n + 1
+    memo[key] = {"sent": sent, "answered": asked}
+    _component()(parts=parts, tags=[hash(t) & _TAG_MASK for t in texts],
+                 config=json.dumps(config), key=key, default=None)
 
 
+REPEATS = 3  # renders that carry a new text in full before it goes as its tag
+_TAG_MASK = (1 << 48) - 1  # tags stay exact as JavaScript numbers
 _MEMO = "_live_chart_sent"  # session state: per chart key, what its page was last sent
 
 

@@ -41,7 +41,8 @@ _SAMPLE_JS = r"""
       try { d = f.contentDocument; } catch (e) { d = null; }
       const g = d && d.querySelector('.js-plotly-plot');
       if (g && g.data) {
-        best = {traces: g.data.length, updates: Number(g.dataset.updates || 0)};
+        best = {traces: g.data.length, updates: Number(g.dataset.updates || 0),
+                resends: Number(g.dataset.resends || 0)};
         break;
       }
     }
@@ -80,13 +81,18 @@ def _watch(page, report, what: str) -> None:
     rate = (counts[-1] - counts[0]) / span_s if counts and span_s > 0 else 0.0
     loaded = loaded or _loaded()
     floor = LIVE_RATE if loaded else MIN_RATE
-    report(f"{what}: {len(blank)} blank of {len(live)} samples, {rate:.1f} updates/s over "
+    resends = max((s["chart"]["resends"] for s in live if s["chart"]), default=0)
+    report(f"{what}: {len(blank)} blank of {len(live)} samples, {resends} full resends, "
+           f"{rate:.1f} updates/s over "
            f"{span_s:.1f} s (design: {1 / TICK_S:.1f}/s at most, at least {MIN_RATE:g}/s; "
            f"asserted >= {floor:g}/s at load {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
            "cores)")
     assert not blank, f"no live chart (or no traces) in samples {blank}"
     assert counts == sorted(counts), f"the chart was remounted: counters {counts}"
     assert rate >= floor, (rate, counts)
+    # only what changed travels: a page that missed a render asks for everything, which
+    # must stay rare (one per missed render, never one per tick)
+    assert resends * 10 <= counts[-1], (resends, counts[-1])
     assert_no_crash(page)
 
 
