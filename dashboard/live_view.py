@@ -20,8 +20,11 @@ from dashboard import scheduler
 __all__ = ["SYNC_BUDGET_S", "TICK_BUDGET_S", "TICK_S", "Stop", "live_view"]
 
 SYNC_BUDGET_S = 0.6  # compute done in the page run itself before going live
-TICK_S = 0.3  # live refresh period
-TICK_BUDGET_S = 0.2  # compute per live tick, leaving time to draw
+# live refresh period: at most 1 / TICK_S updates per second (a tick that computes and draws
+# longer delays the next one), so at least 5 per second needs TICK_BUDGET_S plus the drawing
+# under 0.2 s
+TICK_S = 0.12
+TICK_BUDGET_S = 0.06  # compute per live tick, leaving time to draw
 
 
 @dataclass(frozen=True)
@@ -44,13 +47,17 @@ def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
             fragment draws nothing: the page run that replaced it draws the new one).
         step: ``step(job, budget_s)`` computes for about ``budget_s`` seconds.
         done: true once the job needs no more steps; the whole page then reruns once to
-            draw its final state.
+            draw its final state (also when it became done between two ticks).
         draw: draws the job (progress, charts) inside the fragment.
         stop: an optional stop button shown while the job runs.
         running: tick only while true (a finished job is drawn once, without ticking).
     """
 
     who = scheduler.owner()
+    first = job()
+    # a job that a worker thread steps may finish between two ticks: the first tick that
+    # sees it done still reruns the page (only a view that went live with it unfinished)
+    live = running and first is not None and not done(first)
 
     @st.fragment(run_every=TICK_S if running else None)
     def tick() -> None:
@@ -65,8 +72,8 @@ def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
                 scheduler.run_slice(
                     who, j, lambda: scheduler.session_open(who) and job() is j, step,
                     TICK_BUDGET_S)
-            if done(j):
-                st.rerun(scope="app")
+        if live and done(j):
+            st.rerun(scope="app")
         draw(j)
 
     tick()

@@ -87,7 +87,8 @@ def live(sess_key: tuple) -> None:
         sess = state.get(ss, "train", PAGE)
         return sess if sess is not None and sess.key == sess_key else None
 
-    live_view(job, step=train_live.advance, done=lambda s: s.status != "running",
+    # pump: a worker trains on while the fragment draws, so drawing does not slow training
+    live_view(job, step=train_live.pump, done=lambda s: s.status != "running",
               draw=lambda s: show(s, live=True))
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import plotly
 import plotly.graph_objects as go
 import plotly.io
+import streamlit as st
 import streamlit.components.v1 as components
 
 __all__ = ["live_chart"]
@@ -48,11 +49,39 @@ def _component() -> Any:
 def live_chart(fig: go.Figure, *, key: str, config: dict) -> None:
     """Draw ``fig`` in the live chart ``key``, updating the chart already there in place.
 
-    Each trace travels as its own JSON text: the page keeps the parsed trace of a text it
-    has already drawn, so an unchanged trace (the data, a contour between evaluations)
-    reaches ``Plotly.react`` as the same object and is not recomputed.
+    Only what changed travels: a trace (or the layout) whose JSON text this chart has been
+    sent in full :data:`REPEATS` times goes as ``[tag]``, a tag of its text, and the page
+    reuses what it parsed from that text (``Plotly.react`` skips an unchanged object, so an
+    unchanged contour is not recomputed either).  Sending a new text more than once covers
+    renders the page never sees (a newer render replaces an older one on its way); a page
+    that lacks a tag all the same (a new iframe) asks once for everything, through the
+    component's value.
     """
-    traces = [plotly.io.to_json(t, validate=False) for t in fig.data]
-    layout = plotly.io.to_json(fig.layout, validate=False)
-    _component()(traces=traces, layout=layout, config=json.dumps(config), key=key,
-                 default=None)
+    texts = [*(plotly.io.to_json(t, validate=False) for t in fig.data),
+             plotly.io.to_json(fig.layout, validate=False)]  # the traces, then the layout
+    memo = st.session_state.setdefault(_MEMO, {})
+    asked = _asked(key)
+    last = memo.get(key)
+    if last is None or asked != last["answered"]:
+        last = {"sent": {}}  # tag -> how many renders carried that text in full
+    sent: dict[int, int] = {}
+    parts: list[str | list[int]] = []
+    for text in texts:
+        tag = hash(text) & _TAG_MASK
+        n = last["sent"].get(tag, 0)
+        parts.append([tag] if n >= REPEATS else text)
+        sent[tag] = n if n >= REPEATS else n + 1
+    memo[key] = {"sent": sent, "answered": asked}
+    _component()(parts=parts, tags=[hash(t) & _TAG_MASK for t in texts],
+                 config=json.dumps(config), key=key, default=None)
+
+
+REPEATS = 3  # renders that carry a new text in full before it goes as its tag
+_TAG_MASK = (1 << 48) - 1  # tags stay exact as JavaScript numbers
+_MEMO = "_live_chart_sent"  # session state: per chart key, what its page was last sent
+
+
+def _asked(key: str) -> Any:
+    """The token of the page's last request for a full render, or None."""
+    value = st.session_state.get(key)
+    return value.get("resend") if isinstance(value, dict) else None

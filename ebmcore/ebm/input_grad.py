@@ -3,18 +3,19 @@
 Langevin chains need ``grad_x E`` at every step while the weights stay fixed.  For an
 MLP of Linear layers and elementwise activations the chain rule is a few matrix
 products: ``z_l = h_{l-1} W_l^T + b_l``, ``h_l = f(z_l)``, ``E = h_L w^T + b``, so
-``dE/dh_L = w`` and ``dE/dh_{l-1} = (dE/dh_l * f'(z_l)) W_l``.  Running that by hand
-skips building and walking a graph (most of the cost at these sizes) and computes
-``f`` and ``f'`` from one shared intermediate (``sigmoid(z)`` for SiLU).
+``dE/dz_L = f'(z_L) w`` and ``dE/dz_{l-1} = f'(z_{l-1}) (dE/dz_l W_l)``.  Running that by
+hand skips building and walking a graph (most of the cost at these sizes).  Each layer's
+backward is the activation's own fused backward kernel (the one autograd calls), and the
+input normalisation is folded into the first layer once per run of chains, so a step is
+the four matrix products plus one kernel per activation and its backward.
 
-:func:`mlp_energy_and_grad` handles :class:`~ebmcore.ebm.models.MLPEnergy` with any
-activation of :data:`~ebmcore.ebm.models.ACTIVATIONS`; :func:`energy_and_input_grad`
-falls back to autograd for any other energy module.
+:func:`input_grad_fn` resolves an energy once per run of chains into an :class:`InputGrad`:
+by hand for :class:`~ebmcore.ebm.models.MLPEnergy` with any activation of
+:data:`~ebmcore.ebm.models.ACTIVATIONS`, through autograd for any other energy module.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -23,64 +24,42 @@ from torch import Tensor, nn
 from ebmcore.ebm.models import MLPEnergy
 from ebmcore.energies import energy_and_grad
 
-__all__ = ["DERIVATIVES", "energy_and_input_grad", "input_grad_fn", "mlp_energy_and_grad"]
+__all__ = ["DERIVATIVES", "InputGrad", "energy_and_input_grad", "input_grad_fn",
+           "mlp_energy_and_grad"]
 
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_aten = torch.ops.aten
+Forward = Callable[[Tensor], Tensor]
+# (dE/dh, z, h) -> dE/dz; h is None for the last layer when only the gradient is wanted
+Backward = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 
-
-def _silu(z: Tensor) -> tuple[Tensor, Tensor]:
-    s = torch.sigmoid(z)
-    h = z * s
-    return h, torch.addcmul(s + h, h, s, value=-1.0)  # silu' = s + zs (1 - s)
-
-
-def _softplus(z: Tensor) -> tuple[Tensor, Tensor]:
-    # nn.Softplus (beta 1) is linear above threshold 20; its derivative there is 1
-    return nn.functional.softplus(z), torch.where(z > 20.0, 1.0, torch.sigmoid(z))
-
-
-def _tanh(z: Tensor) -> tuple[Tensor, Tensor]:
-    h = torch.tanh(z)
-    return h, 1.0 - h * h
-
-
-def _gelu(z: Tensor) -> tuple[Tensor, Tensor]:
-    cdf = 0.5 * (1.0 + torch.erf(z * _INV_SQRT2))
-    return z * cdf, cdf + z * torch.exp(-0.5 * z * z) * _INV_SQRT_2PI
-
-
-def _elu(z: Tensor) -> tuple[Tensor, Tensor]:
-    e = torch.expm1(torch.clamp(z, max=0.0))  # alpha = 1: f' = 1 above 0, exp(z) below
-    return torch.where(z > 0, z, e), torch.where(z > 0, 1.0, e + 1.0)
-
-
-DERIVATIVES: dict[type[nn.Module], Callable[[Tensor], tuple[Tensor, Tensor]]] = {
-    nn.SiLU: _silu,
-    nn.Softplus: _softplus,
-    nn.Tanh: _tanh,
-    nn.GELU: _gelu,
-    nn.ELU: _elu,
+DERIVATIVES: dict[type[nn.Module], tuple[Forward, Backward]] = {
+    nn.SiLU: (nn.functional.silu, lambda g, z, h: _aten.silu_backward(g, z)),
+    nn.Softplus: (nn.functional.softplus,
+                  lambda g, z, h: _aten.softplus_backward(g, z, 1.0, 20.0)),
+    nn.Tanh: (torch.tanh, lambda g, z, h: _aten.tanh_backward(g, h)),
+    nn.GELU: (nn.functional.gelu, lambda g, z, h: _aten.gelu_backward(g, z)),
+    nn.ELU: (nn.functional.elu,
+             lambda g, z, h: _aten.elu_backward(g, 1.0, 1, 1.0, False, z)),
 }
-"""Activation class -> ``z -> (f(z), f'(z))``; one entry per activation of ``ACTIVATIONS``."""
+"""Activation class -> ``(f, (dE/dh, z, h) -> dE/dz)`` at the module's default settings."""
 
 
-def _closed_form(model: nn.Module) -> list[tuple[nn.Linear, Callable]] | None:
+def _closed_form(model: nn.Module) -> list[tuple[nn.Linear, tuple[Forward, Backward]]] | None:
     """The (layer, activation) pairs of a plain MLPEnergy, or None where no closed form applies."""
     if not isinstance(model, MLPEnergy):
         return None
     mods = list(model.net)
     pairs = []
     for lin, act in zip(mods[:-1:2], mods[1::2], strict=True):
-        fn = DERIVATIVES.get(type(act))
-        if not isinstance(lin, nn.Linear) or fn is None or not _default_args(act):
+        fns = DERIVATIVES.get(type(act))
+        if not isinstance(lin, nn.Linear) or fns is None or not _default_args(act):
             return None
-        pairs.append((lin, fn))
+        pairs.append((lin, fns))
     return pairs if isinstance(mods[-1], nn.Linear) else None
 
 
 def _default_args(act: nn.Module) -> bool:
-    # the closed forms above are those of the modules' default settings
+    # the kernels above are those of the modules' default settings
     if isinstance(act, nn.Softplus):
         return act.beta == 1.0 and act.threshold == 20.0
     if isinstance(act, nn.GELU):
@@ -88,6 +67,75 @@ def _default_args(act: nn.Module) -> bool:
     if isinstance(act, nn.ELU):
         return act.alpha == 1.0
     return True
+
+
+class InputGrad:
+    """``x -> (E (N,), grad_x E (N, 2))`` of one energy, detached; ``grad(x)`` alone is cheaper.
+
+    Built by :func:`input_grad_fn`.  This base class goes through autograd.
+    """
+
+    def __init__(self, energy: Callable[[Tensor], Tensor]) -> None:
+        self.energy = energy
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return energy_and_grad(self.energy, x)
+
+    def grad(self, x: Tensor) -> Tensor:
+        """``grad_x E (N, 2)`` only (SGLD steps need no energy)."""
+        return self(x)[1]
+
+
+class _ByHand(InputGrad):
+    """The closed form of one MLP at the weights it had when built."""
+
+    @torch.no_grad()
+    def __init__(self, model: MLPEnergy,
+                 pairs: list[tuple[nn.Linear, tuple[Forward, Backward]]]) -> None:
+        super().__init__(model)
+        # (x - c) / s then W1: the same affine map as x W1'^T + b1' with W1' = W1 / s
+        first = pairs[0][0]
+        w1 = first.weight / model.scale
+        self._w1t = w1.t()
+        self._b1 = first.bias - w1 @ model.centre
+        self._w1 = w1.t().contiguous()  # dE/dx = dE/dz_1 W1': linear() from (2, w) is fastest
+        self._layers = [(lin.weight.t().contiguous(), lin.bias, lin.weight.contiguous())
+                        for lin, _ in pairs[1:]]
+        self._acts = [fns for _, fns in pairs]
+        out: nn.Linear = model.net[-1]
+        self._w_out, self._b_out = out.weight[0].detach().clone(), out.bias.detach().clone()
+        self._dtype = model.centre.dtype
+        self._seed: Tensor | None = None  # dE/dh_L = w on every row, expanded contiguously
+
+    def _forward(self, x: Tensor, last: bool) -> tuple[list[Tensor], list[Tensor]]:
+        """Pre-activations and activations; the last activation only when ``last``."""
+        zs = [torch.addmm(self._b1, x.to(self._dtype), self._w1t)]
+        hs: list[Tensor] = []
+        for wt, b, _ in self._layers:
+            hs.append(self._acts[len(hs)][0](zs[-1]))
+            zs.append(torch.addmm(b, hs[-1], wt))
+        if last or self._acts[-1][0] is torch.tanh:  # tanh's backward takes tanh(z)
+            hs.append(self._acts[-1][0](zs[-1]))
+        return zs, hs
+
+    def _backward(self, zs: list[Tensor], hs: list[Tensor]) -> Tensor:
+        n = zs[-1].shape[0]
+        if self._seed is None or self._seed.shape[0] != n:
+            self._seed = self._w_out.expand(n, -1).contiguous()
+        g = self._acts[-1][1](self._seed, zs[-1], hs[-1] if len(hs) == len(zs) else None)
+        for i in range(len(self._layers) - 1, -1, -1):
+            g = self._acts[i][1](torch.mm(g, self._layers[i][2]), zs[i], hs[i])
+        return nn.functional.linear(g, self._w1)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        zs, hs = self._forward(x, last=True)
+        energy = torch.addmv(self._b_out, hs[-1], self._w_out)
+        return energy.to(x.dtype), self._backward(zs, hs).to(x.dtype)
+
+    @torch.no_grad()
+    def grad(self, x: Tensor) -> Tensor:
+        return self._backward(*self._forward(x, last=False)).to(x.dtype)
 
 
 def mlp_energy_and_grad(model: MLPEnergy, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -99,42 +147,19 @@ def mlp_energy_and_grad(model: MLPEnergy, x: Tensor) -> tuple[Tensor, Tensor]:
     pairs = _closed_form(model)
     if pairs is None:
         raise TypeError(f"no closed-form input gradient for {type(model).__name__}")
-    return _by_hand(model, pairs)(x)
+    return _ByHand(model, pairs)(x)
 
 
-def _by_hand(model: MLPEnergy, pairs: list[tuple[nn.Linear, Callable]]
-             ) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-    out: nn.Linear = model.net[-1]
-
-    @torch.no_grad()
-    def fn(x: Tensor) -> tuple[Tensor, Tensor]:
-        h = (x.to(model.centre.dtype) - model.centre) / model.scale
-        slopes = []
-        for lin, act in pairs:
-            h, d = act(torch.addmm(lin.bias, h, lin.weight.t()))
-            slopes.append(d)
-        energy = torch.addmv(out.bias, h, out.weight[0])
-        grad = slopes[-1].mul_(out.weight)  # dE/dz_L: (N, w)
-        for (lin, _), d in zip(reversed(pairs[1:]), reversed(slopes[:-1]), strict=True):
-            grad = torch.mm(grad, lin.weight).mul_(d)
-        # (N, w) x (w, 2) is several times faster from a transposed (2, w) copy
-        first = pairs[0][0].weight.t().contiguous().t()
-        grad = torch.mm(grad, first).div_(model.scale)
-        return energy.to(x.dtype), grad.to(x.dtype)
-
-    return fn
-
-
-def input_grad_fn(energy: Callable[[Tensor], Tensor]
-                  ) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+def input_grad_fn(energy: Callable[[Tensor], Tensor]) -> InputGrad:
     """``x -> (E (N,), grad_x E (N, 2))``, detached: by hand for an MLP, else autograd.
 
-    Resolve it once per run of chains (the weights may change between runs, the layers not).
+    The MLP's weights are read here: resolve it again after they change (once per run
+    of chains).
     """
     pairs = _closed_form(energy)
     if pairs is not None:
-        return _by_hand(energy, pairs)
-    return lambda x: energy_and_grad(energy, x)
+        return _ByHand(energy, pairs)
+    return InputGrad(energy)
 
 
 def energy_and_input_grad(energy: Callable[[Tensor], Tensor], x: Tensor

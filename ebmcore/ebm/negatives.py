@@ -16,12 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ebmcore.box import Box
-from ebmcore.ebm.input_grad import input_grad_fn
-from ebmcore.sampling.kernels import noise_std, sgld_update
+from ebmcore.ebm.fused_moves import mala_accept, mala_propose, outside_to_inf, sgld_move
+from ebmcore.ebm.input_grad import InputGrad, input_grad_fn
+from ebmcore.sampling.kernels import noise_std
 
 __all__ = [
     "BOUNDARIES",
@@ -65,65 +67,61 @@ def langevin(
     all steps is drawn in one call (none at ``temperature = 0``: gradient descent).
     ``kernel="mala"``: the same proposal with a Metropolis accept/reject
     (:func:`ebmcore.sampling.kernels.mala_step`); proposals outside the box are rejected.
-    Gradients w.r.t. the model's parameters are not tracked (only w.r.t. ``x``).
+    Gradients w.r.t. the model's parameters are not tracked (only w.r.t. ``x``).  The
+    points stay on the CPU: the per-point arithmetic is :mod:`ebmcore.ebm.fused_moves`.
     """
     params = [p for p in energy.parameters() if p.requires_grad] if isinstance(
         energy, nn.Module) else []
     for p in params:
         p.requires_grad_(False)
     try:
-        x = x.detach()
+        x = x.detach().clone(memory_format=torch.contiguous_format)
         box = Box.of(box)
+        walls = (box.xmin, box.ymin, box.xmax, box.ymax)
         fn = input_grad_fn(energy)  # by hand for the MLP: no graph per step
         if kernel == "mala":
-            return _mala(fn, x, generator, steps, step_size, temperature, box)
+            return _mala(fn, x, generator, steps, step_size, temperature, walls)
         sigma = noise_std(step_size, temperature)
-        xi = torch.randn((steps, *x.shape), generator=generator, dtype=x.dtype)
-        corners = box.corners(x)
+        if sigma > 0:
+            xi = torch.randn((steps, *x.shape), generator=generator, dtype=x.dtype).numpy()
+        else:  # gradient descent: no draws, a zero move
+            xi = np.zeros((steps, *x.shape), dtype=x.numpy().dtype)
+        xn, reflect = x.numpy(), boundary != "clamp"
         for k in range(steps):
-            x = keep_in_box(sgld_update(x, fn(x)[1], step_size, sigma, xi[k]), box, boundary,
-                            corners)
+            sgld_move(xn, fn.grad(x).numpy(), xi[k], step_size, sigma, *walls, reflect)
     finally:
         for p in params:
             p.requires_grad_(True)
-    return x.detach()
+    return x
 
 
-def _mala(fn: Callable[[Tensor], tuple[Tensor, Tensor]], x: Tensor,
-          generator: torch.Generator, steps: int, step_size: float, temperature: float,
-          box: Box) -> Tensor:
+def _mala(fn: InputGrad, x: Tensor, generator: torch.Generator, steps: int,
+          step_size: float, temperature: float, walls: tuple[float, float, float, float]
+          ) -> Tensor:
     """:func:`ebmcore.sampling.kernels.mala_step` with one call of ``fn`` per step.
 
     The same draws in the same order (proposal noise, then the uniforms of the test);
-    ``E = inf`` outside the box, so such proposals are rejected.  The forward proposal
-    term is written as ``|xi|^2 / 2`` (equal to ``|y - x + eps g|^2 / (2 s2)``), which
-    saves a few small tensor operations per step.
+    ``E = inf`` outside the box, so such proposals are rejected.  ``x`` is updated in place.
     """
-    lo, hi = box.corners(x)
-
-    def boxed(z: Tensor) -> tuple[Tensor, Tensor]:
-        e, g = fn(z)
-        inside = ((z >= lo) & (z <= hi)).all(1)  # Box.contains, walls included
-        return e.masked_fill_(~inside, math.inf), g
-
-    s2 = 2.0 * step_size * temperature
-    sigma = math.sqrt(s2)
-    e, g = boxed(x)
-    for _ in range(steps):
-        xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        y = sgld_update(x, g, step_size, sigma, xi)
-        e_y, g_y = boxed(y)
-        bwd = (x - y).add_(g_y, alpha=step_size).square_().sum(1)
-        log_alpha = (e - e_y).div_(temperature).sub_(bwd, alpha=0.5 / s2)
-        log_alpha.add_(xi.square_().sum(1), alpha=0.5)
-        log_alpha.nan_to_num_(nan=-math.inf)  # a NaN proposal is rejected
-        u = torch.rand(log_alpha.shape, generator=generator, dtype=log_alpha.dtype,
-                       device=log_alpha.device)
-        take = torch.log(u) < log_alpha
-        col = take[:, None]
-        x = torch.where(col, y, x)
-        e = torch.where(take, e_y, e)
-        g = torch.where(col, g_y, g)
+    if steps == 0:
+        return x
+    sigma = math.sqrt(2.0 * step_size * temperature)
+    e, g = (t.clone(memory_format=torch.contiguous_format) for t in fn(x))  # updated in place
+    xn, en, gn = x.numpy(), e.numpy(), g.numpy()
+    outside_to_inf(xn, en, *walls)
+    y = torch.empty_like(x)
+    yn = y.numpy()
+    xi = torch.randn(x.shape, generator=generator, dtype=x.dtype).numpy()
+    mala_propose(xn, gn, xi, step_size, sigma, yn)
+    for k in range(steps):
+        e_y, g_y = fn(y)
+        u = torch.rand(x.shape[:1], generator=generator, dtype=x.dtype).numpy()
+        last = k == steps - 1  # the next proposal's noise comes after this test's uniforms
+        xi_next = xi if last else torch.randn(
+            x.shape, generator=generator, dtype=x.dtype).numpy()
+        mala_accept(xn, en, gn, yn, e_y.numpy(), g_y.numpy(), xi, u, step_size, temperature,
+                    *walls, xi_next, not last)
+        xi = xi_next
     return x
 
 

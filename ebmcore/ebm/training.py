@@ -204,7 +204,7 @@ class Trainer(TrainingLoop):
             w = grid_weights(e_grid)
             e_pos = model(pos)
             e_neg = (w * e_grid).sum()
-            pen = (e_pos**2).mean() + (w * e_grid**2).sum()
+            pen = (e_pos**2).mean() + (w * e_grid**2).sum() if c.l2 else None
             with torch.no_grad():
                 self.negatives = grid_samples(self.grid, w, self.cell, c.batch_size,
                                               self.generator)
@@ -213,9 +213,10 @@ class Trainer(TrainingLoop):
             e = model(torch.cat([pos, self.negatives]))
             e_pos, e_negs = e[: len(pos)], e[len(pos):]
             e_neg = e_negs.mean()
-            pen = (e_pos**2).mean() + (e_negs**2).mean()
+            pen = (e_pos**2).mean() + (e_negs**2).mean() if c.l2 else None
         e_pos = e_pos.mean()
-        return e_pos - e_neg + c.l2 * pen, e_pos, e_neg
+        loss = e_pos - e_neg  # l2 = 0: no penalty term in the graph
+        return (loss if pen is None else loss + c.l2 * pen), e_pos, e_neg
 
     def _advice(self) -> str:
         if self.config.method == "exact":

@@ -3,22 +3,33 @@
 During a live run the page's DOM is sampled every 100 ms for 10 s, inside the browser:
 each sample must show the live chart with its traces, and the chart's own update counter
 (incremented by each in-place redraw) must only grow, which it cannot do across a remount.
-The number of distinct updates is reported, and a minimum is asserted as a count.
+The update rate over the samples is reported and bounded below (see MIN_RATE).
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+from dashboard.live_view import TICK_S
 
 from .harness import assert_no_crash, wait_for
 
 pytestmark = pytest.mark.browser
 
 SAMPLES, PERIOD_MS = 100, 100  # 10 s of samples
-MIN_UPDATES = 3  # distinct in-place redraws in those samples: the chart is live, not frozen
+# The design: a tick every TICK_S (0.12 s: 8.3 updates/s at most), each computing
+# TICK_BUDGET_S and drawing in the rest, for at least MIN_RATE updates/s.  That holds on a
+# machine with a core free for the server and one for the browser; where more processes
+# wait for a core than there are cores (load average above the core count, as on a shared
+# test machine) every tick stretches, and only a live chart is required: LIVE_RATE.
+MIN_RATE = 5.0
+LIVE_RATE = 1.0  # at least one redraw a second however loaded: the chart is not frozen
+WARMUP_UPDATES = 3  # the chart has drawn this often before sampling starts (a steady state)
 
-# Samples every `period` ms, `n` times: per sample the live chart's trace count and update
-# counter (null when no live chart is drawn), and whether a run is still in progress.
+# Samples every `period` ms, `n` times: per sample the time, the live chart's trace count
+# and update counter (null when no live chart is drawn), and whether a run is in progress.
 _SAMPLE_JS = r"""
 ([n, period]) => new Promise((done) => {
   const out = [];
@@ -30,40 +41,58 @@ _SAMPLE_JS = r"""
       try { d = f.contentDocument; } catch (e) { d = null; }
       const g = d && d.querySelector('.js-plotly-plot');
       if (g && g.data) {
-        best = {traces: g.data.length, updates: Number(g.dataset.updates || 0)};
+        best = {traces: g.data.length, updates: Number(g.dataset.updates || 0),
+                resends: Number(g.dataset.resends || 0)};
         break;
       }
     }
     const running = !!document.querySelector('[data-testid="stProgress"]');
-    out.push({chart: best, running});
+    out.push({t: performance.now(), chart: best, running});
     if (out.length >= n) done(out); else setTimeout(look, period);
   };
   look();
 })
 """
 
-FIRST_DRAW = """(c) => { let n = 0; for (const f of document.querySelectorAll('iframe')) {
+# every live chart has drawn at least `n` times (so sampling starts in the steady state)
+DRAWN = """(c, n) => { let k = 0; for (const f of document.querySelectorAll('iframe')) {
   let d = null; try { d = f.contentDocument; } catch (e) {}
   const div = d && d.getElementById('chart');  // a live chart's page, drawn or not yet
   if (!div) continue;
-  if (Number(div.dataset.updates || 0) === 0) return false;  // every live chart has drawn
-  n += 1; }
-  return n > 0; }"""
+  if (Number(div.dataset.updates || 0) < n) return false;
+  k += 1; }
+  return k > 0; }"""
+
+
+def _loaded() -> bool:
+    """More runnable processes than cores (1-minute load average)."""
+    return os.getloadavg()[0] > (os.cpu_count() or 1)
 
 
 def _watch(page, report, what: str) -> None:
-    wait_for(page, FIRST_DRAW, idle=False, timeout_s=120)
+    wait_for(page, DRAWN, WARMUP_UPDATES, idle=False, timeout_s=120)
+    loaded = _loaded()
     samples = page.evaluate(_SAMPLE_JS, [SAMPLES, PERIOD_MS])
     live = [s for s in samples if s["running"]]
     assert len(live) == len(samples), "the run ended while sampling: make it longer"
     blank = [i for i, s in enumerate(live) if s["chart"] is None or s["chart"]["traces"] == 0]
     counts = [s["chart"]["updates"] for s in live if s["chart"]]
-    distinct = len(set(counts))
-    report(f"{what}: {len(blank)} blank of {len(live)} samples, {distinct} distinct updates "
-           f"in {SAMPLES * PERIOD_MS / 1000:g} s of samples")
+    span_s = (live[-1]["t"] - live[0]["t"]) / 1000
+    rate = (counts[-1] - counts[0]) / span_s if counts and span_s > 0 else 0.0
+    loaded = loaded or _loaded()
+    floor = LIVE_RATE if loaded else MIN_RATE
+    resends = max((s["chart"]["resends"] for s in live if s["chart"]), default=0)
+    report(f"{what}: {len(blank)} blank of {len(live)} samples, {resends} full resends, "
+           f"{rate:.1f} updates/s over "
+           f"{span_s:.1f} s (design: {1 / TICK_S:.1f}/s at most, at least {MIN_RATE:g}/s; "
+           f"asserted >= {floor:g}/s at load {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+           "cores)")
     assert not blank, f"no live chart (or no traces) in samples {blank}"
     assert counts == sorted(counts), f"the chart was remounted: counters {counts}"
-    assert distinct >= MIN_UPDATES, counts
+    assert rate >= floor, (rate, counts)
+    # only what changed travels: a page that missed a render asks for everything, which
+    # must stay rare (one per missed render, never one per tick)
+    assert resends * 10 <= counts[-1], (resends, counts[-1])
     assert_no_crash(page)
 
 
