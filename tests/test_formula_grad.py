@@ -57,7 +57,8 @@ ARGS = ["x", "x*y - y", "2*x + 0.5", "r", "theta", "x - y"]
 OPERATOR_CASES = [
     "x + y", "x - y", "x * y", "x / y", "x ** y", "-x", "+x", "2 - x", "x / 3", "3 / x",
     "x ** 2", "x ** 0", "x ** 0.5", "x ** -1", "x ** 3.5", "2 ** x", "(-2) ** x", "0 ** x",
-    "y ** x", "x ** (1 - 1)", "(x*y) ** (x + y)", "x ** 1", "x ** -0.5",
+    "y ** x", "x ** (1 - 1)", "(x*y) ** (x + y)", "x ** 1", "x ** -0.5", "x ** 3", "x ** -2",
+    "(x - y) ** 3 + (x*y) ** -1", "x ** 4",
 ]
 FUNCTION_CASES = [f"{f}({a})" for f in UNARY for a in ARGS] + [
     "log(x**2)", "sqrt(x**2)", "sqrt(abs(x)) + y", "exp(50*x)", "tan(pi/2 + 0*x)",
@@ -98,9 +99,10 @@ def test_energy_and_grad_share_one_sweep_and_match_the_energy(dtype):
         e, g = _compile(expr, None)[1].energy_and_grad(X)
         want = t.energy(X)
         assert e.shape == want.shape and e.dtype == dtype
-        assert torch.equal(torch.isnan(e), torch.isnan(want)), expr
-        ok = ~torch.isnan(want)
-        assert torch.equal(e[ok], want[ok]), expr  # the same operations: bit for bit
+        # The same operations but x**2 computed as x*x (and 1/x, x*x*x, 1/(x*x)) and logsumexp
+        # of two as logaddexp: a few ulp of the intermediate values, the same infinities.
+        tol = 1e-5 if dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(e, want, rtol=tol, atol=10 * tol, equal_nan=True, msg=expr)
         assert torch.equal(g.isnan(), t.grad(X).isnan()), expr
 
 

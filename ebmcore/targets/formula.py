@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ebmcore.energies import Box, Energy, Target, ValidationError, quote
-from ebmcore.targets.formula_grad import GradientProgram, compile_gradient, polar
+from ebmcore.targets.formula_grad import GradientProgram, compile_gradient
 from ebmcore.targets.grammar import (
     BINOPS,
     CONSTANTS,
@@ -81,6 +81,15 @@ def _build(node: ast.expr, consts: Mapping[str, float]) -> Node:
     raise AssertionError(f"unchecked node {type(node).__name__}")  # pragma: no cover
 
 
+def _polar_autograd_safe(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``r`` and ``theta`` with value 0 and gradient 0 (not nan) under autograd at the origin."""
+    r2 = x * x + y * y
+    inside = r2 > 0
+    r = torch.where(inside, torch.sqrt(torch.where(inside, r2, 1.0)), 0.0)
+    theta = torch.where(inside, torch.atan2(y, torch.where(inside, x, 1.0)), 0.0)
+    return r, theta
+
+
 def compile_formula(expr: str, params: Mapping[str, float] | None = None) -> Energy:
     """Compile a formula into an energy ``(N, 2) -> (N,)``.
 
@@ -129,7 +138,7 @@ def _compile(expr: str, params: Mapping[str, float] | None) -> tuple[Energy, Gra
         x, y = X[:, 0], X[:, 1]
         env = {"x": x, "y": y}
         if polar_used:
-            env["r"], env["theta"], _ = polar(x, y)
+            env["r"], env["theta"] = _polar_autograd_safe(x, y)
         out = body(env)
         if constant:  # keep the result in the autograd graph of X
             out = out + 0.0 * x

@@ -27,43 +27,59 @@ Adjoints = tuple[Tensor | None, ...]
 Rule = Callable[[Tensor, Tensor, tuple[Tensor, ...], tuple[bool, ...]], Adjoints]
 
 
-def polar(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
-    """``r`` and ``theta``, 0 with gradient 0 at the origin, and what their rule needs.
+def polar(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``r``, ``theta`` and ``r^2``; ``r`` and ``theta`` are 0 at the origin.
 
-    The values are computed as :func:`ebmcore.targets.formula._polar` computes them (a test
-    checks they are equal bit for bit); the third item is ``(inside, sqrt_r2, x_safe)``.
+    At every finite point these equal the value path's (``_polar_autograd_safe`` in
+    :mod:`ebmcore.targets.formula`, written with ``where`` so that autograd gives 0 at the
+    origin, a test checks it bit for bit); ``where`` is much slower than these forms.
     """
-    r2 = x * x + y * y
-    inside = r2 > 0
-    root = torch.sqrt(torch.where(inside, r2, 1.0))
-    x_safe = torch.where(inside, x, 1.0)
-    r = torch.where(inside, root, 0.0)
-    theta = torch.where(inside, torch.atan2(y, x_safe), 0.0)
-    return r, theta, (inside, root, x_safe)
+    r2 = x * x + y * y  # +0, positive or +inf at a finite point
+    return r2.sqrt(), _thr(torch.atan2(y, x), r2, 0.0), r2
 
 
-def _polar_back(x: Tensor, y: Tensor, parts: tuple[Tensor, Tensor, Tensor],
-                gr: Tensor | None, gt: Tensor | None) -> tuple[list[Tensor], list[Tensor]]:
+def _polar_back(x: Tensor, y: Tensor, r: Tensor, r2: Tensor, gr: Tensor | None,
+                gt: Tensor | None) -> tuple[list[Tensor], list[Tensor]]:
     """Contributions of the adjoints of ``r`` and ``theta`` to those of ``x`` and ``y``.
 
-    Autograd's rules for the ``where``/``sqrt``/``atan2``/``*`` of :func:`polar`: the
-    masks zero every contribution at the origin, even an ``inf`` or ``nan`` adjoint.
+    Autograd's rules through the value path's ``where``/``sqrt``/``atan2``/``*``: every
+    contribution is masked to 0 at the origin (``r2 <= 0``), even an ``inf`` or ``nan``
+    adjoint; elsewhere ``d r = (x, y) / r`` and ``d theta = (-y, x) / r^2``.
     """
-    inside, root, x_safe = parts
     to_x: list[Tensor] = []
     to_y: list[Tensor] = []
     if gr is not None:
-        g = torch.where(inside, torch.where(inside, gr, 0.0) / (2 * root), 0.0)  # d r / d r2
+        g = _thr(gr / (2 * r), r2, 0.0)
         gx, gy = g * x, g * y
         to_x.append(gx + gx)
         to_y.append(gy + gy)
     if gt is not None:
-        h = torch.where(inside, gt, 0.0)
-        den = y * y + x_safe * x_safe
-        recip = torch.where(den == 0, 0.0, den.reciprocal())
-        to_y.append(h * x_safe * recip)
-        to_x.append(torch.where(inside, h * -y * recip, 0.0))
+        recip = r2.reciprocal()
+        to_y.append(_thr(gt * x * recip, r2, 0.0))
+        to_x.append(_thr(gt * -y * recip, r2, 0.0))
     return to_x, to_y
+
+
+# where(mask, g, 0) written as threshold_backward(g, flag, 0) on a 0/1 float flag made by a
+# comparison into a float tensor: the same numbers (an inf or nan g is still masked to 0),
+# without torch.where's and bool tensors' slow CPU kernels (tens of times slower at 1e5).
+_thr = torch.ops.aten.threshold_backward.default
+
+
+def _flag(cmp: Callable[..., Tensor], a: Tensor, b: Tensor | float) -> Tensor:
+    """1.0 where ``cmp(a, b)``, else 0.0, as a float tensor of their broadcast shape."""
+    shape = torch.broadcast_shapes(a.shape, b.shape) if isinstance(b, Tensor) else a.shape
+    return cmp(a, b, out=a.new_empty(shape))
+
+
+def _keep(g: Tensor, flag: Tensor) -> Tensor:
+    """``g`` where ``flag`` is positive, else 0."""
+    return _thr(g, flag, 0.0)
+
+
+def _drop(g: Tensor, flag: Tensor) -> Tensor:
+    """0 where ``flag`` is 1, else ``g``."""
+    return _thr(g, flag.neg_(), -0.5)
 
 
 # Each rule maps (adjoint of the result, result, arguments, which arguments need one) to the
@@ -88,30 +104,76 @@ def _div(g, out, a, need):
 def _pow(g, out, a, need):
     base, ex = a
     d_base = d_ex = None
-    if need[0]:
-        d_base = torch.where(ex == 0.0, 0.0, g * (ex * base.pow(ex - 1)))
-    if need[1]:
-        d_ex = g * torch.where((base == 0) & (ex >= 0), 0.0, out * base.log())
+    if need[0]:  # where(ex == 0, 0, g * (ex * base^(ex - 1)))
+        d_base = _drop(g * (ex * base.pow(ex - 1)), _flag(torch.eq, ex, 0.0))
+    if need[1]:  # g * where((base == 0) & (ex >= 0), 0, out * log(base))
+        at_zero = _flag(torch.eq, base, 0.0) * _flag(torch.ge, ex, 0.0)
+        d_ex = g * _drop(out * base.log(), at_zero)
     return d_base, d_ex
 
 
-def _minmax(loses: Callable[[Tensor, Tensor], Tensor]) -> Rule:
+@dataclass(frozen=True)
+class PowerOf:
+    """A constant exponent, with what its rule needs computed once per dtype and device."""
+
+    ex: Tensor  # the exponent, 0-dim
+    fwd: Tensor | float  # the exponent to compute with: ex, or a float torch has a kernel for
+    back: Tensor | float  # likewise for ex - 1, the exponent of the derivative
+    zero: bool  # ex == 0: the derivative is 0
+    square: bool  # ex - 1 == 1: base^(ex - 1) is base itself
+
+    @classmethod
+    def of(cls, ex: Tensor) -> PowerOf:
+        m1 = ex - 1  # as autograd computes it
+        v, w = float(ex), float(m1)
+        return cls(ex, v if v in _FAST_EXPONENTS else ex, w if w in _FAST_EXPONENTS else m1,
+                   v == 0.0, w == 1.0)
+
+
+# torch.pow by these float exponents runs x*x, x*x*x, 1/x, 1/(x*x): equal to pow by a tensor
+# exponent to rounding, with the same infinities and signed zeros, and ~30x faster on the CPU.
+_FAST_EXPONENTS = (2.0, 3.0, -1.0, -2.0)
+
+
+def _pow_const(base: Tensor, p: PowerOf) -> Tensor:
+    return torch.pow(base, p.fwd)
+
+
+def _pow_const_rule(g, out, a, need):
+    base, p = a
+    if p.zero:
+        return torch.zeros_like(base), None
+    return g * (p.ex * (base if p.square else base.pow(p.back))), None
+
+
+def _lse(*args: Tensor) -> Tensor:
+    """``logsumexp`` of the grammar to rounding (with its infinities): faster for 1 or 2."""
+    if len(args) == 1:
+        return args[0]
+    if len(args) == 2:
+        return torch.logaddexp(*args)
+    return FUNCTIONS["logsumexp"][2](*args)
+
+
+def _minmax(loses: Callable[..., Tensor]) -> Rule:
     """``torch.minimum``/``maximum``: the adjoint goes to the winner, half to each at a tie."""
 
     def rule(g, out, a, need):
         u, v = a
-        split = torch.where(u == v, g / 2, g)
-        return (torch.where(loses(u, v), 0.0, split) if need[0] else None,
-                torch.where(loses(v, u), 0.0, split) if need[1] else None)
+        split = g * torch.rsub(_flag(torch.eq, u, v), 1.0, alpha=0.5)  # g / 2 at a tie
+        return (_drop(split, _flag(loses, u, v)) if need[0] else None,
+                _drop(split, _flag(loses, v, u)) if need[1] else None)
 
     return rule
 
 
 def _clamp(g, out, a, need):
     v, lo, hi = torch.broadcast_tensors(*a)
-    return (torch.where((v >= lo) & (v <= hi), g, 0.0) if need[0] else None,
-            torch.where((v < lo) & (lo < hi), g, 0.0) if need[1] else None,
-            torch.where((v > hi) | (hi < lo), g, 0.0) if need[2] else None)
+    inside = _flag(torch.ge, v, lo).mul_(_flag(torch.le, v, hi))
+    at_lo = _flag(torch.lt, v, lo).mul_(_flag(torch.lt, lo, hi))  # min > max: min has none
+    at_hi = _flag(torch.gt, v, hi).add_(_flag(torch.lt, hi, lo))
+    return (_keep(g, inside) if need[0] else None, _keep(g, at_lo) if need[1] else None,
+            _keep(g, at_hi) if need[2] else None)
 
 
 def _logsumexp(g, out, a, need):
@@ -121,7 +183,7 @@ def _logsumexp(g, out, a, need):
 def _atan2(g, out, a, need):
     u, v = a
     den = u * u + v * v
-    recip = torch.where(den == 0, 0.0, den.reciprocal())  # autograd's is 0 where den is 0
+    recip = _thr(den.reciprocal(), den, 0.0)  # autograd's is 0 where den is 0 (den >= 0)
     return g * v * recip if need[0] else None, g * -u * recip if need[1] else None
 
 
@@ -134,7 +196,6 @@ def _unary(f: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Rule:
 
 _tanh_back = torch.ops.aten.tanh_backward.default
 _sigmoid_back = torch.ops.aten.sigmoid_backward.default
-_threshold_back = torch.ops.aten.threshold_backward.default
 
 RULES: dict[str, Rule] = {
     "add": _add, "sub": _sub, "mul": _mul, "div": _div, "pow": _pow,
@@ -151,11 +212,11 @@ RULES: dict[str, Rule] = {
     "cosh": _unary(lambda g, out, a: g * a.sinh()),
     "tanh": _unary(lambda g, out, a: _tanh_back(g.expand_as(out), out)),
     "sigmoid": _unary(lambda g, out, a: _sigmoid_back(g.expand_as(out), out)),
-    "relu": _unary(lambda g, out, a: _threshold_back(g.expand_as(out), out, 0)),
+    "relu": _unary(lambda g, out, a: _thr(g.expand_as(out), out, 0)),
     "square": _unary(lambda g, out, a: g * (2 * a)),  # torch.square is pow(a, 2)
     "softplus": _unary(lambda g, out, a: g / (1 + (-a).exp())),  # logaddexp(a, 0)
     "atan2": _atan2, "clamp": _clamp, "logsumexp": _logsumexp,
-    "min": _minmax(lambda u, v: u > v), "max": _minmax(lambda u, v: u < v),
+    "min": _minmax(torch.gt), "max": _minmax(torch.lt), "pow_const": _pow_const_rule,
 }
 """Operation name -> derivative rule; every operator and function of the grammar has one."""
 
@@ -216,7 +277,13 @@ class _Tape:
             return self.emit("neg", torch.neg, [inner]), True
         if isinstance(node, ast.BinOp):
             name = _OPS[type(node.op)]
-            return self.emit(name, _IMPL[name], [self.add(node.left), self.add(node.right)]), True
+            left, right = self.add(node.left), self.add(node.right)
+            if name == "pow" and not right[1]:  # a constant exponent: its rule, prepared
+                s, build = right[0], self.constants[-1][1]
+                assert self.constants[-1][0] == s
+                self.constants[-1] = (s, lambda env, build=build: PowerOf.of(build(env)))
+                return self.emit("pow_const", _pow_const, [left, right]), True
+            return self.emit(name, _IMPL[name], [left, right]), True
         assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
         name, args = node.func.id, [self.add(a) for a in node.args]
         if name in ("min", "max"):  # the value path folds them pairwise, left to right
@@ -224,7 +291,7 @@ class _Tape:
             for a in args[1:]:
                 acc = (self.emit(name, _IMPL[name], [acc, a]), True)
             return acc
-        return self.emit(name, FUNCTIONS[name][2], args), True
+        return self.emit(name, _lse if name == "logsumexp" else FUNCTIONS[name][2], args), True
 
 
 def _total(terms: list[Tensor | None], like: Tensor) -> Tensor:
@@ -272,9 +339,9 @@ class GradientProgram:
         x, y = X[:, 0], X[:, 1]
         vals: list = [None] * self._n
         vals[0], vals[1] = x, y
-        parts = None
+        r2 = None
         if self._polar:
-            vals[2], vals[3], parts = polar(x, y)
+            vals[2], vals[3], r2 = polar(x, y)
         for s, v in self._constants_for(x):
             vals[s] = v
         if not self._live:  # no x or y: autograd's gradient of `out + 0 * x` is 0
@@ -292,7 +359,7 @@ class GradientProgram:
                     adj[i] = gi if adj[i] is None else adj[i] + gi
         to_x, to_y = [adj[0]], [adj[1]]
         if self._polar and (adj[2] is not None or adj[3] is not None):
-            px, py = _polar_back(x, y, parts, adj[2], adj[3])
+            px, py = _polar_back(x, y, vals[2], r2, adj[2], adj[3])
             to_x += px
             to_y += py
         gx, gy = (_total(terms, x) for terms in (to_x, to_y))
