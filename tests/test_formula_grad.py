@@ -43,7 +43,11 @@ def assert_same_gradient(expr: str, X: torch.Tensor, params: dict | None = None)
     assert torch.equal(torch.isnan(got), torch.isnan(want)), (expr, X[torch.isnan(got) ^
                                                                      torch.isnan(want)][:4])
     inf = torch.isinf(want)
-    assert torch.equal(torch.isinf(got), inf) and torch.equal(got[inf], want[inf]), expr
+    assert torch.equal(torch.isinf(got), inf), expr
+    # torch's contiguous and strided kernels may differ in the sign of a zero (max(-0., 0.)),
+    # which flips an infinite derivative there (sqrt, log, 1/x at 0): only at a -0 input.
+    flipped = (got != want) & inf
+    assert not (flipped & ~(torch.signbit(X) & (X == 0)).any(1, keepdim=True)).any(), expr
     fin = torch.isfinite(want)
     err = (got[fin] - want[fin]).abs()
     bad = err > 1e-10 * want[fin].abs().clamp(min=1.0)
