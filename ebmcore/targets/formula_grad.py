@@ -3,8 +3,9 @@
 :func:`compile_gradient` flattens the tree into a tape of operations and runs reverse
 accumulation over it: a forward sweep computes the node values (constant subtrees are
 computed once per dtype and device), a backward sweep applies to each node the
-derivative rule that ``torch.autograd`` applies to the same operation, in the same
-form.  So the gradient agrees with autograd's to rounding everywhere, including where
+derivative rule that ``torch.autograd`` applies to the same operation (written with
+faster kernels that give the same numbers to rounding: masks without ``torch.where``,
+``x*x`` for ``x**2``).  So the gradient agrees with autograd's everywhere, including where
 it is a convention (``abs``, ``relu``, ``min``/``max`` ties, ``clamp`` at its bounds,
 ``r``/``theta`` at the origin) and where it is ``nan`` or ``inf`` (``sqrt`` at 0,
 ``log`` of a negative number), so divergence checks see what they see under autograd.
@@ -30,9 +31,9 @@ Rule = Callable[[Tensor, Tensor, tuple[Tensor, ...], tuple[bool, ...]], Adjoints
 def polar(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``r``, ``theta`` and ``r^2``; ``r`` and ``theta`` are 0 at the origin.
 
-    At every finite point these equal the value path's (``_polar_autograd_safe`` in
+    At every finite point these are the value path's numbers (``_polar_autograd_safe`` in
     :mod:`ebmcore.targets.formula`, written with ``where`` so that autograd gives 0 at the
-    origin, a test checks it bit for bit); ``where`` is much slower than these forms.
+    origin), computed without ``where``, which is much slower on the CPU.
     """
     r2 = x * x + y * y  # +0, positive or +inf at a finite point
     return r2.sqrt(), _thr(torch.atan2(y, x), r2, 0.0), r2
