@@ -7,13 +7,15 @@ formula and size in the same run.  Two kinds of rows:
 
 - ``formula loop``: the inner loop alone (the fused in-place SGLD loop with the compiled
   gradient; ``sgld_step`` with autograd, as a target without a gradient runs);
-- ``formula run``: what users run, :func:`ebmcore.sampling.runner.sample` end to end.
+- ``formula run``: what users run, :func:`ebmcore.sampling.runner.sample` end to end
+  (the median of a few runs, the two kinds alternating).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import time
 
 import torch
@@ -61,14 +63,17 @@ def _run_rows(label: str, expr: str, eps: float, n: int, cfg: dict) -> list[dict
     t, steps = formula_target(expr), cfg["run_steps"]
     sc = SampleConfig(step_size=eps, steps=steps, chains=n, seed=0,
                       max_points=max(1000, 20 * n))
-    rows = []
-    for impl, target in ((COMPILED, t), (AUTOGRAD, dataclasses.replace(t, grad=None))):
+    targets = {COMPILED: t, AUTOGRAD: dataclasses.replace(t, grad=None)}
+    times: dict[str, list[float]] = {impl: [] for impl in targets}
+    for target in targets.values():
         sample(target, dataclasses.replace(sc, steps=2, chains=8))  # warm-up
-        t0 = time.perf_counter()
-        sample(target, sc)
-        sec = time.perf_counter() - t0
-        rows.append(_row("formula run", impl, label, n, n * steps / sec, steps, sec))
-    return rows
+    for _ in range(cfg["repeats"]):  # alternating, so that a burst of load hits both
+        for impl, target in targets.items():
+            t0 = time.perf_counter()
+            sample(target, sc)
+            times[impl].append(time.perf_counter() - t0)
+    return [_row("formula run", impl, label, n, n * steps / sec, steps, sec)
+            for impl, sec in ((i, statistics.median(ts)) for i, ts in times.items())]
 
 
 @register_bench("formula")
