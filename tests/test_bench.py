@@ -29,7 +29,7 @@ def test_quick_sampler_bench_json_rows(capsys):
 
 def test_other_modules_register_their_benches():
     # Importing the listed modules registers them; running them is their owners' tests' job.
-    assert {"sampler", "sample", "training", "dashboard"} <= set(load_benches())
+    assert {"sampler", "sample", "training", "dashboard", "formula"} <= set(load_benches())
 
 
 def test_registered_benches_join_the_table(capsys):
@@ -63,3 +63,19 @@ def test_quick_sample_bench_times_sample_end_to_end(capsys):
         assert r["rate"] > 0 and r["seconds"] > 0 and r["unit"] == "chain-steps/s"
         assert math.isclose(r["rate"], r["chains"] * r["steps"] / r["seconds"])
         assert r["numpy_rate"] > 0 and r["vs_numpy"] > 0 and r["vs_randn"] > 0
+
+
+def test_quick_formula_bench_pairs_compiled_gradient_with_autograd(capsys):
+    from ebmcore.bench.formula import FORMULAS
+
+    assert main(["bench", "--quick", "--json", "--only", "formula"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["bench"] for r in rows} == {"formula loop", "formula run"}
+    assert {r["target"] for r in rows} == set(FORMULAS)
+    keys = {(r["bench"], r["impl"], r["target"], r["chains"]) for r in rows}
+    assert len(keys) == len(rows) == 2 * 2 * len(FORMULAS)  # both kinds, both impls, per formula
+    for r in rows:
+        assert r["rate"] > 0 and r["seconds"] > 0 and r["unit"] == "chain-steps/s"
+        assert r["vs_autograd"] > 0
+        if r["impl"] == "autograd":
+            assert math.isclose(r["vs_autograd"], 1.0)

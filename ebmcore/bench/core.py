@@ -40,7 +40,7 @@ BENCHES: dict[str, BenchFn] = {}
 """Name -> function ``(quick) -> rows``; each row a dict of plain values (see ``_row``)."""
 
 BENCH_MODULES: tuple[str, ...] = ("ebmcore.bench.training", "ebmcore.bench.flow",
-                                 "ebmcore.bench.family")
+                                 "ebmcore.bench.family", "ebmcore.bench.formula")
 """ebmcore's own bench modules; :func:`load_benches` adds the entry-point plugins."""
 ENTRY_POINTS = "langevin_lab.bench"  # entry-point group of bench modules in other packages
 

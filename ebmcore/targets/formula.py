@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ebmcore.energies import Box, Energy, Target, ValidationError, quote
+from ebmcore.targets.formula_grad import GradientProgram, compile_gradient
 from ebmcore.targets.grammar import (
     BINOPS,
     CONSTANTS,
@@ -80,8 +81,8 @@ def _build(node: ast.expr, consts: Mapping[str, float]) -> Node:
     raise AssertionError(f"unchecked node {type(node).__name__}")  # pragma: no cover
 
 
-def _polar(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """``r`` and ``theta`` with value 0 and gradient 0 (not nan) at the origin."""
+def _polar_autograd_safe(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``r`` and ``theta`` with value 0 and gradient 0 (not nan) under autograd at the origin."""
     r2 = x * x + y * y
     inside = r2 > 0
     r = torch.where(inside, torch.sqrt(torch.where(inside, r2, 1.0)), 0.0)
@@ -103,6 +104,17 @@ def compile_formula(expr: str, params: Mapping[str, float] | None = None) -> Ene
     Raises:
         FormulaError: anything outside the grammar or the limits, with its column.
     """
+    return _compile(expr, params)[0]
+
+
+def _points(X: Tensor) -> Tensor:
+    if X.ndim != 2 or X.shape[1] != 2:
+        raise ValidationError(f"energy expects points of shape (N, 2), got {tuple(X.shape)}")
+    return X if X.is_floating_point() else X.to(torch.get_default_dtype())
+
+
+def _compile(expr: str, params: Mapping[str, float] | None) -> tuple[Energy, GradientProgram]:
+    """The energy of :func:`compile_formula` and the gradient program of the same tree."""
     consts = dict(CONSTANTS)
     for name, value in (params or {}).items():
         ok = isinstance(name, str) and name.isascii() and name.isidentifier()
@@ -119,23 +131,20 @@ def compile_formula(expr: str, params: Mapping[str, float] | None = None) -> Ene
     tree = parse(expr, frozenset(consts) | frozenset(VARIABLES))
     body = _build(tree.body, consts)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    polar, constant = bool(used & {"r", "theta"}), not used & set(VARIABLES)
+    polar_used, constant = bool(used & {"r", "theta"}), not used & set(VARIABLES)
 
     def energy(X: Tensor) -> Tensor:
-        if X.ndim != 2 or X.shape[1] != 2:
-            raise ValidationError(f"energy expects points of shape (N, 2), got {tuple(X.shape)}")
-        if not X.is_floating_point():
-            X = X.to(torch.get_default_dtype())
+        X = _points(X)
         x, y = X[:, 0], X[:, 1]
         env = {"x": x, "y": y}
-        if polar:
-            env["r"], env["theta"] = _polar(x, y)
+        if polar_used:
+            env["r"], env["theta"] = _polar_autograd_safe(x, y)
         out = body(env)
         if constant:  # keep the result in the autograd graph of X
             out = out + 0.0 * x
         return out.expand(x.shape)
 
-    return energy
+    return energy, compile_gradient(tree, lambda node: _build(node, consts))
 
 
 def validate_box(box: Sequence[float]) -> Box:
@@ -209,7 +218,10 @@ def formula_target(
     *,
     check: bool = True,
 ) -> Target:
-    """Build a :class:`Target` named ``"formula"`` from a formula (gradient by autograd).
+    """Build a :class:`Target` named ``"formula"`` from a formula.
+
+    Its ``grad`` is the closed form derived from the formula's tree
+    (:mod:`ebmcore.targets.formula_grad`), equal to autograd's to rounding.
 
     Args:
         expr: the formula; see :func:`compile_formula`.
@@ -219,9 +231,13 @@ def formula_target(
     """
     if params and "expr" in params:
         raise FormulaError("parameter name 'expr' is reserved")
-    energy = compile_formula(expr, params)
+    energy, program = _compile(expr, params)
     good_box = validate_box(box)
     if check:
         check_energy_on_grid(energy, good_box)
     values = {k: float(v) for k, v in (params or {}).items()}
-    return Target("formula", energy, good_box, {"expr": expr, **values})
+
+    def grad(X: Tensor) -> Tensor:
+        return program.grad(_points(X))
+
+    return Target("formula", energy, good_box, {"expr": expr, **values}, grad=grad)
