@@ -30,6 +30,7 @@ from torch import Tensor
 from ebmcore.budget import DEFAULT_BUDGET, Budget
 from ebmcore.energies import Box, Target, ValidationError
 from ebmcore.sampling.annealed import annealed_init, annealing
+from ebmcore.sampling.compiled_run import compiled_spec, run_compiled
 from ebmcore.sampling.config import (
     CHECK_EVERY,
     CHUNK_CHAIN_STEPS,
@@ -105,11 +106,13 @@ class _Recorder:
         self.frozen = state.x.clone()
         return state
 
-    def check_fused(self, target: Target, x: Tensor, step: int, f0: int) -> None:
+    def check_fused(self, target: Target, x: Tensor, step: int, f0: int,
+                    energy_sums: Tensor | None = None) -> None:
         """Freeze chains of ``x`` (in place) that left the finite world since the last check.
 
         Frames ``f0:`` were written by the loop since then: the frozen chains' entries are
-        reset to their last checked position, and the frames' mean energies computed.
+        reset to their last checked position, and the frames' mean energies computed (from
+        ``energy_sums``, see :meth:`finish_frames`, where the loop summed them).
         """
         n_before = self.n_live
         # One reduction decides the usual case; nan compares False, so it fails the test too.
@@ -122,7 +125,7 @@ class _Recorder:
         if self.n_live < self.alive.numel():
             x.copy_(torch.where(self.alive[:, None], x, self.frozen))
         self.frozen.copy_(x)
-        self.finish_frames(target, f0, None, n_before, step)
+        self.finish_frames(target, f0, energy_sums, n_before, step)
 
     def finish_frames(self, target: Target, f0: int, energy_sums: Tensor | None,
                       n_before: int, step: int) -> None:
@@ -244,7 +247,8 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
     if cfg.sampler == "hmc":
         kw["n_leapfrog"] = cfg.n_leapfrog
     kernel = SAMPLERS[cfg.sampler]
-    fast = inplace_grad(target) if cfg.sampler == "sgld" and cfg.fused else None
+    spec = compiled_spec(target, cfg)
+    fast = inplace_grad(target) if cfg.sampler == "sgld" and cfg.fused and not spec else None
     rec = _Recorder(cfg, x, _far_limit(target.box))
     every = cfg.report_every or max(1, cfg.steps // 50)
     if cfg.sampler == "underdamped":
@@ -259,6 +263,11 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
     state = rec.check(state, 0)
     rec.record(state, 0)
     rec.paths[:, 0] = state.x[: rec.k]
+    if spec is not None:
+        clock = _Clock(cfg.steps, every)
+        yield from run_compiled(target, cfg, rec, state, spec, gen, temperature, clock,
+                                _stops(cfg.steps, every, _check_period(cfg)))
+        return
     if fast is not None:
         yield from _run_fused(target, cfg, rec, state.x, fast, gen, temperature, every)
         return
