@@ -39,11 +39,18 @@ _CUT = -40.0
 HALF_PI = 0.5 * math.pi
 
 
-def njit(fn):
-    """numba's ``njit`` with the on-disk cache; the plain function where numba is absent."""
+def njit(fn=None, *, inline: bool = False):
+    """numba's ``njit`` with the on-disk cache; the plain function where numba is absent.
+
+    ``inline``: inlined into its callers by numba itself (a helper called in an inner loop
+    with many array arguments costs more to call than to run).
+    """
+    if fn is None:
+        return lambda f: njit(f, inline=inline)
     if numba is None:
         return fn
-    return numba.njit(cache=True, fastmath=False, nogil=True)(fn)
+    return numba.njit(cache=True, fastmath=False, nogil=True,
+                      inline="always" if inline else "never")(fn)
 
 
 @njit
@@ -88,7 +95,9 @@ def energy_grad(kind, p, u, v, want_e):
     """``(E, dE/du, dE/dv)`` at ``(u, v)`` for target ``kind`` with packed parameters ``p``.
 
     ``want_e`` False skips the energy (SGLD needs only the gradient); the caller passes a
-    constant, so the compiled code drops that work.
+    constant, so the compiled code drops that work.  ``kind`` stays a run-time value (a
+    branch predicted right every time): compiling one kernel per kind instead, as numba's
+    ``literally`` does, costs a type-inference pass at every call and defeats the cache.
     """
     e = 0.0
     if kind == 0:  # gaussian: p = (m0, m1, P00, P01, P11)

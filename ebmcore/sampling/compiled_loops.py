@@ -4,9 +4,14 @@ Each kernel takes the random numbers of the chunk already drawn by torch from th
 generator (``noise[s]`` is the ``randn(N, 2)`` of step ``s``, ``unif[s]`` the ``rand(N)`` of
 its accept test), so the random stream is the reference kernels' one draw for draw, and
 from the same seed the chains agree with :mod:`ebmcore.sampling.kernels` to rounding.
-Then it runs chain by chain: one chain stays in registers through all the chunk's steps.
+Then it runs block by block: a block of :data:`BLOCK` chains stays in the L1 cache through
+all the chunk's steps (chain by chain, each chain's steps would stride over the noise of the
+whole chunk, a new page at every step).
 Every value the reference kernels store (positions, energies, gradients, velocities) is
 rounded to the chains' dtype where they store it, via the state arrays.
+
+Every kernel is compiled once per dtype and cached on disk; the target is a run-time
+``kind`` (see :func:`ebmcore.sampling.compiled.energy_grad`).
 
 Chains with ``alive[n]`` False are skipped (they stay frozen).  What a run records is
 written as it goes: ``frames[frame_of[s], n]`` after step ``s`` where ``frame_of[s] >= 0``,
@@ -18,41 +23,44 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ebmcore.sampling.compiled import energy_grad, njit
 
-__all__ = ["baoab_chunk", "hmc_chunk", "mala_chunk", "sgld_chunk"]
+__all__ = ["BLOCK", "baoab_chunk", "hmc_chunk", "mala_chunk", "sgld_chunk"]
 
-
-@njit
-def _keep(s, n, x, frames, frame_of, paths, path_of, esum, e):
-    f = frame_of[s]
-    if f >= 0:
-        frames[f, n, 0] = x[n, 0]
-        frames[f, n, 1] = x[n, 1]
-        esum[f] += e
-    if n < paths.shape[0] and path_of[s] >= 0:
-        paths[n, path_of[s], 0] = x[n, 0]
-        paths[n, path_of[s], 1] = x[n, 1]
+BLOCK = 256  # chains advanced together: their positions, gradients and noise fit in L1
 
 
 @njit
 def sgld_chunk(kind, p, x, noise, noisy, eps, scale, alive, frames, frame_of, paths, path_of,
                esum):
-    """``x <- x - eps grad E(x) + scale xi`` for every step of the chunk (``noisy`` False: no xi)."""
-    for n in range(x.shape[0]):
-        if not alive[n]:
-            continue
-        _, g0, g1 = energy_grad(kind, p, x[n, 0], x[n, 1], False)
+    """``x <- x - eps grad E(x) + scale xi`` for each step of the chunk (``noisy`` False: no xi)."""
+    k = paths.shape[0]
+    g = np.empty((BLOCK, 2), dtype=x.dtype)  # the gradient at x, rounded as the reference's
+    for n0 in range(0, x.shape[0], BLOCK):
+        n1 = min(x.shape[0], n0 + BLOCK)
+        for n in range(n0, n1):
+            _, g[n - n0, 0], g[n - n0, 1] = energy_grad(kind, p, x[n, 0], x[n, 1], False)
         for s in range(frame_of.shape[0]):
-            a, b = x[n, 0] - eps * g0, x[n, 1] - eps * g1
-            if noisy:
-                a, b = a + scale * noise[s, n, 0], b + scale * noise[s, n, 1]
-            x[n, 0], x[n, 1] = a, b
-            if frame_of[s] >= 0:  # the energy only where it is recorded
-                e, g0, g1 = energy_grad(kind, p, x[n, 0], x[n, 1], True)
-            else:
-                e, g0, g1 = energy_grad(kind, p, x[n, 0], x[n, 1], False)
-            _keep(s, n, x, frames, frame_of, paths, path_of, esum, e)
+            f, q = frame_of[s], path_of[s]
+            for n in range(n0, n1):
+                if not alive[n]:
+                    continue
+                a, b = x[n, 0] - eps * g[n - n0, 0], x[n, 1] - eps * g[n - n0, 1]
+                if noisy:
+                    a, b = a + scale * noise[s, n, 0], b + scale * noise[s, n, 1]
+                x[n, 0], x[n, 1] = a, b
+                if f >= 0:  # the energy only where it is recorded
+                    e, g[n - n0, 0], g[n - n0, 1] = energy_grad(kind, p, a, b, True)
+                else:
+                    e, g[n - n0, 0], g[n - n0, 1] = energy_grad(kind, p, x[n, 0], x[n, 1],
+                                                                False)
+                if f >= 0:
+                    frames[f, n, 0], frames[f, n, 1] = x[n, 0], x[n, 1]
+                    esum[f] += e
+                if q >= 0 and n < k:
+                    paths[n, q, 0], paths[n, q, 1] = x[n, 0], x[n, 1]
 
 
 @njit
@@ -61,29 +69,38 @@ def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive
     """MALA steps on the cached state ``(x, en, g)``; returns the summed acceptance
     probabilities of steps ``s >= acc_from``.  ``y`` is a ``(4, 2)`` scratch of the dtype
     (proposal, its energy, its gradient), so each is rounded as the reference stores it."""
+    k = paths.shape[0]
     s2 = 2.0 * eps * temperature
     sd = math.sqrt(s2)
     acc = 0.0
-    for n in range(x.shape[0]):
-        if not alive[n]:
-            continue
+    for n0 in range(0, x.shape[0], BLOCK):
         for s in range(frame_of.shape[0]):
-            y[0, 0] = (x[n, 0] - eps * g[n, 0]) + sd * noise[s, n, 0]
-            y[0, 1] = (x[n, 1] - eps * g[n, 1]) + sd * noise[s, n, 1]
-            y[1, 0], y[2, 0], y[2, 1] = energy_grad(kind, p, y[0, 0], y[0, 1], True)
-            en_y, h0, h1 = y[1, 0], y[2, 0], y[2, 1]
-            f0, f1 = (y[0, 0] - x[n, 0]) + eps * g[n, 0], (y[0, 1] - x[n, 1]) + eps * g[n, 1]
-            b0, b1 = (x[n, 0] - y[0, 0]) + eps * h0, (x[n, 1] - y[0, 1]) + eps * h1
-            la = -(en_y - en[n]) / temperature - ((b0 * b0 + b1 * b1) - (f0 * f0 + f1 * f1)) / (
-                2.0 * s2)
-            if math.isnan(la):
-                la = -math.inf  # a NaN proposal is rejected
-            if s >= acc_from:
-                acc += math.exp(min(la, 0.0))
-            if math.log(unif[s, n]) < la:
-                x[n, 0], x[n, 1] = y[0, 0], y[0, 1]
-                en[n], g[n, 0], g[n, 1] = en_y, h0, h1
-            _keep(s, n, x, frames, frame_of, paths, path_of, esum, en[n])
+            f, q = frame_of[s], path_of[s]
+            for n in range(n0, min(x.shape[0], n0 + BLOCK)):
+                if not alive[n]:
+                    continue
+                y[0, 0] = (x[n, 0] - eps * g[n, 0]) + sd * noise[s, n, 0]
+                y[0, 1] = (x[n, 1] - eps * g[n, 1]) + sd * noise[s, n, 1]
+                y[1, 0], y[2, 0], y[2, 1] = energy_grad(kind, p, y[0, 0], y[0, 1], True)
+                f0 = (y[0, 0] - x[n, 0]) + eps * g[n, 0]
+                f1 = (y[0, 1] - x[n, 1]) + eps * g[n, 1]
+                b0 = (x[n, 0] - y[0, 0]) + eps * y[2, 0]
+                b1 = (x[n, 1] - y[0, 1]) + eps * y[2, 1]
+                la = -(y[1, 0] - en[n]) / temperature - (
+                    (b0 * b0 + b1 * b1) - (f0 * f0 + f1 * f1)) / (2.0 * s2)
+                if math.isnan(la):
+                    la = -math.inf  # a NaN proposal is rejected
+                if s >= acc_from:
+                    acc += math.exp(min(la, 0.0))
+                # rand() < 1, so log(u) < 0 <= la: the log is needed only for la < 0
+                if la >= 0.0 or math.log(unif[s, n]) < la:
+                    x[n, 0], x[n, 1] = y[0, 0], y[0, 1]
+                    en[n], g[n, 0], g[n, 1] = y[1, 0], y[2, 0], y[2, 1]
+                if f >= 0:
+                    frames[f, n, 0], frames[f, n, 1] = x[n, 0], x[n, 1]
+                    esum[f] += en[n]
+                if q >= 0 and n < k:
+                    paths[n, q, 0], paths[n, q, 1] = x[n, 0], x[n, 1]
     return acc
 
 
@@ -93,37 +110,43 @@ def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_
     """HMC steps (unit mass, ``n_leapfrog`` leapfrog steps) on the cached state ``(x, en, g)``;
     returns the summed acceptance probabilities of steps ``s >= acc_from``.  ``y`` is a
     ``(4, 2)`` scratch of the dtype: position, velocity, gradient and energy of the trajectory."""
+    k = paths.shape[0]
     acc = 0.0
-    for n in range(x.shape[0]):
-        if not alive[n]:
-            continue
+    for n0 in range(0, x.shape[0], BLOCK):
         for s in range(frame_of.shape[0]):
-            v0, v1 = noise[s, n, 0], noise[s, n, 1]
-            h0 = en[n] / temperature + 0.5 * (v0 * v0 + v1 * v1)
-            y[0, 0], y[0, 1] = x[n, 0], x[n, 1]
-            y[1, 0] = v0 - 0.5 * eps * g[n, 0] / temperature
-            y[1, 1] = v1 - 0.5 * eps * g[n, 1] / temperature
-            ey = en[n]
-            for i in range(n_leapfrog):
-                y[0, 0] = y[0, 0] + eps * y[1, 0]
-                y[0, 1] = y[0, 1] + eps * y[1, 1]
-                y[3, 0], y[2, 0], y[2, 1] = energy_grad(kind, p, y[0, 0], y[0, 1], True)
-                ey = y[3, 0]
-                if i < n_leapfrog - 1:
-                    y[1, 0] = y[1, 0] - eps * y[2, 0] / temperature
-                    y[1, 1] = y[1, 1] - eps * y[2, 1] / temperature
-            y[1, 0] = y[1, 0] - 0.5 * eps * y[2, 0] / temperature
-            y[1, 1] = y[1, 1] - 0.5 * eps * y[2, 1] / temperature
-            h1 = ey / temperature + 0.5 * (y[1, 0] * y[1, 0] + y[1, 1] * y[1, 1])
-            la = h0 - h1
-            if math.isnan(la):
-                la = -math.inf
-            if s >= acc_from:
-                acc += math.exp(min(la, 0.0))
-            if math.log(unif[s, n]) < la:
-                x[n, 0], x[n, 1] = y[0, 0], y[0, 1]
-                en[n], g[n, 0], g[n, 1] = ey, y[2, 0], y[2, 1]
-            _keep(s, n, x, frames, frame_of, paths, path_of, esum, en[n])
+            f, q = frame_of[s], path_of[s]
+            for n in range(n0, min(x.shape[0], n0 + BLOCK)):
+                if not alive[n]:
+                    continue
+                v0, v1 = noise[s, n, 0], noise[s, n, 1]
+                h0 = en[n] / temperature + 0.5 * (v0 * v0 + v1 * v1)
+                y[0, 0], y[0, 1] = x[n, 0], x[n, 1]
+                y[1, 0] = v0 - 0.5 * eps * g[n, 0] / temperature
+                y[1, 1] = v1 - 0.5 * eps * g[n, 1] / temperature
+                y[3, 0] = en[n]
+                for i in range(n_leapfrog):
+                    y[0, 0] = y[0, 0] + eps * y[1, 0]
+                    y[0, 1] = y[0, 1] + eps * y[1, 1]
+                    y[3, 0], y[2, 0], y[2, 1] = energy_grad(kind, p, y[0, 0], y[0, 1], True)
+                    if i < n_leapfrog - 1:
+                        y[1, 0] = y[1, 0] - eps * y[2, 0] / temperature
+                        y[1, 1] = y[1, 1] - eps * y[2, 1] / temperature
+                y[1, 0] = y[1, 0] - 0.5 * eps * y[2, 0] / temperature
+                y[1, 1] = y[1, 1] - 0.5 * eps * y[2, 1] / temperature
+                la = h0 - (y[3, 0] / temperature + 0.5 * (y[1, 0] * y[1, 0] + y[1, 1] * y[1, 1]))
+                if math.isnan(la):
+                    la = -math.inf
+                if s >= acc_from:
+                    acc += math.exp(min(la, 0.0))
+                # rand() < 1, so log(u) < 0 <= la: the log is needed only for la < 0
+                if la >= 0.0 or math.log(unif[s, n]) < la:
+                    x[n, 0], x[n, 1] = y[0, 0], y[0, 1]
+                    en[n], g[n, 0], g[n, 1] = y[3, 0], y[2, 0], y[2, 1]
+                if f >= 0:
+                    frames[f, n, 0], frames[f, n, 1] = x[n, 0], x[n, 1]
+                    esum[f] += en[n]
+                if q >= 0 and n < k:
+                    paths[n, q, 0], paths[n, q, 1] = x[n, 0], x[n, 1]
     return acc
 
 
@@ -131,17 +154,27 @@ def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_
 def baoab_chunk(kind, p, x, v, g, noise, noisy, half, c, sd, alive, frames, frame_of, paths,
                 path_of, esum):
     """BAOAB steps of length ``2 half`` on ``(x, v, g)``: O is ``v <- c v + sd xi``."""
-    for n in range(x.shape[0]):
-        if not alive[n]:
-            continue
+    k = paths.shape[0]
+    for n0 in range(0, x.shape[0], BLOCK):
         for s in range(frame_of.shape[0]):
-            v[n, 0], v[n, 1] = v[n, 0] - half * g[n, 0], v[n, 1] - half * g[n, 1]
-            x[n, 0], x[n, 1] = x[n, 0] + half * v[n, 0], x[n, 1] + half * v[n, 1]
-            v[n, 0], v[n, 1] = c * v[n, 0], c * v[n, 1]
-            if noisy:
-                v[n, 0], v[n, 1] = v[n, 0] + sd * noise[s, n, 0], v[n, 1] + sd * noise[s, n, 1]
-            x[n, 0], x[n, 1] = x[n, 0] + half * v[n, 0], x[n, 1] + half * v[n, 1]
-            e, g0, g1 = energy_grad(kind, p, x[n, 0], x[n, 1], frame_of[s] >= 0)
-            g[n, 0], g[n, 1] = g0, g1
-            v[n, 0], v[n, 1] = v[n, 0] - half * g[n, 0], v[n, 1] - half * g[n, 1]
-            _keep(s, n, x, frames, frame_of, paths, path_of, esum, e)
+            f, q = frame_of[s], path_of[s]
+            for n in range(n0, min(x.shape[0], n0 + BLOCK)):
+                if not alive[n]:
+                    continue
+                v[n, 0], v[n, 1] = v[n, 0] - half * g[n, 0], v[n, 1] - half * g[n, 1]
+                x[n, 0], x[n, 1] = x[n, 0] + half * v[n, 0], x[n, 1] + half * v[n, 1]
+                v[n, 0], v[n, 1] = c * v[n, 0], c * v[n, 1]
+                if noisy:
+                    v[n, 0] = v[n, 0] + sd * noise[s, n, 0]
+                    v[n, 1] = v[n, 1] + sd * noise[s, n, 1]
+                x[n, 0], x[n, 1] = x[n, 0] + half * v[n, 0], x[n, 1] + half * v[n, 1]
+                if f >= 0:
+                    e, g[n, 0], g[n, 1] = energy_grad(kind, p, x[n, 0], x[n, 1], True)
+                else:
+                    e, g[n, 0], g[n, 1] = energy_grad(kind, p, x[n, 0], x[n, 1], False)
+                v[n, 0], v[n, 1] = v[n, 0] - half * g[n, 0], v[n, 1] - half * g[n, 1]
+                if f >= 0:
+                    frames[f, n, 0], frames[f, n, 1] = x[n, 0], x[n, 1]
+                    esum[f] += e
+                if q >= 0 and n < k:
+                    paths[n, q, 0], paths[n, q, 1] = x[n, 0], x[n, 1]
