@@ -222,7 +222,7 @@ def _stops(total: int, *periods: int) -> list[int]:
 
 
 def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
-        budget: Budget = DEFAULT_BUDGET) -> Iterator[Progress]:
+        budget: Budget = DEFAULT_BUDGET, live: bool = True) -> Iterator[Progress]:
     """Run ``config.chains`` chains on ``target``, yielding progress events.
 
     SGLD on a target with a closed-form gradient runs fused (see the module docstring); it
@@ -235,6 +235,9 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
         config: the run's settings; validated first.
         x0: optional ``(N, 2)`` initial points, overriding ``config.init``.
         budget: the most the run may cost (:mod:`ebmcore.budget`); checked first.
+        live: False for a consumer that keeps only the last event (:func:`sample`): events
+            come only every CHUNK_SECONDS and at the end, since each one copies the trace.
+            The numbers are the same either way (the random stream is drawn step by step).
     """
     cfg = config.validate(budget)
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
@@ -250,7 +253,7 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
     spec = compiled_spec(target, cfg)
     fast = inplace_grad(target) if cfg.sampler == "sgld" and cfg.fused and not spec else None
     rec = _Recorder(cfg, x, _far_limit(target.box))
-    every = cfg.report_every or max(1, cfg.steps // 50)
+    every = (cfg.report_every or max(1, cfg.steps // 50)) if live else cfg.steps
     if cfg.sampler == "underdamped":
         kw["friction"] = cfg.friction
         state = underdamped_init(target.energy, x, gen, temperature=temperature,
@@ -368,7 +371,7 @@ def _run_chunked(target: Target, cfg: SampleConfig, rec: _Recorder, state: Sampl
 def sample(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
            budget: Budget = DEFAULT_BUDGET) -> Trace:
     """Drain :func:`run` and return the final trace."""
-    events = run(target, config, x0, budget=budget)
+    events = run(target, config, x0, budget=budget, live=False)
     last = next(events)
     for last in events:  # noqa: B007 - draining: only the last event matters
         pass
