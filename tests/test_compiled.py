@@ -89,3 +89,14 @@ def test_float32_runs_agree_with_the_reference_to_rounding(sampler):
     a, b = sample(t, cfg), sample(t, dataclasses.replace(cfg, fused=False))
     torch.testing.assert_close(a.positions, b.positions, rtol=0, atol=1e-4)
     torch.testing.assert_close(a.mean_energy, b.mean_energy, rtol=1e-5, atol=1e-5)
+
+
+def test_warm_up_loads_every_kernel_once():
+    from ebmcore.sampling import compiled_loops as loops
+
+    compiled_run._WARM.clear()
+    assert compiled_run.warm_up(background=False) is None and compiled_run._WARM.is_set()
+    for kernel in (loops.sgld_chunk, loops.mala_chunk, loops.hmc_chunk, loops.baoab_chunk):
+        dtypes = {sig[2].dtype.name for sig in kernel.signatures}  # the positions' dtype
+        assert {"float32", "float64"} <= dtypes
+    assert compiled_run.warm_up() is None  # once per process

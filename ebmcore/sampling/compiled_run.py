@@ -10,12 +10,15 @@ between chunks freezes chains that left the finite world, as on the torch paths.
 
 Chosen by measurement over a ``torch.compile``'d chunk: a chain kept in registers through
 a chunk costs one pass over memory per chunk, not one per operation per step, and numba's
-on-disk cache compiles once per machine (a few seconds) rather than once per process.
+on-disk cache compiles once per machine (a few seconds) rather than once per process;
+:func:`warm_up` loads (or compiles) every kernel in the background, so that a server's first
+request does not wait for them.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -27,7 +30,7 @@ from ebmcore.sampling.compiled_loops import baoab_chunk, hmc_chunk, mala_chunk, 
 from ebmcore.sampling.config import Progress, SampleConfig
 from ebmcore.sampling.kernels import SamplerState
 
-__all__ = ["COMPILED_SAMPLERS", "compiled_spec", "run_compiled"]
+__all__ = ["COMPILED_SAMPLERS", "compiled_spec", "run_compiled", "warm_up"]
 
 COMPILED_SAMPLERS = ("sgld", "mala", "hmc", "underdamped")
 
@@ -100,3 +103,34 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
             return
         if clock.due(step):
             yield Progress(step, cfg.steps, rec.trace(step))
+
+
+_WARM = threading.Event()  # set once a warm-up was started in this process
+
+
+def warm_up(background: bool = True) -> threading.Thread | None:
+    """Load every compiled kernel (both dtypes) once per process, in a daemon thread.
+
+    Compiling takes seconds the first time on a machine; afterwards this is a cache load.
+    Later calls do nothing.  Returns the thread (or None when run inline or already done).
+    """
+    if _WARM.is_set():
+        return None
+    _WARM.set()
+
+    def load() -> None:
+        from ebmcore.sampling.runner import sample  # the runner imports this module
+        from ebmcore.targets.registry import make_target
+
+        target = make_target("gaussian")
+        for dtype in ("float32", "float64"):
+            for sampler in COMPILED_SAMPLERS:
+                sample(target, SampleConfig(sampler=sampler, dtype=dtype, chains=4, steps=2,
+                                            n_leapfrog=1))
+
+    if not background:
+        load()
+        return None
+    thread = threading.Thread(target=load, name="compile-kernels", daemon=True)
+    thread.start()
+    return thread
