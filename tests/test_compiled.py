@@ -100,3 +100,12 @@ def test_warm_up_loads_every_kernel_once():
         dtypes = {sig[2].dtype.name for sig in kernel.signatures}  # the positions' dtype
         assert {"float32", "float64"} <= dtypes
     assert compiled_run.warm_up() is None  # once per process
+
+
+def test_large_sgld_runs_take_the_torch_loop_and_metropolis_runs_stay_compiled():
+    t = make_target("banana")
+    big = SampleConfig(chains=compiled_run.COMPILED_MAX_CHAINS + 1, steps=10)
+    assert compiled_run.compiled_spec(t, big) is None
+    assert compiled_run.compiled_spec(t, dataclasses.replace(big, sampler="underdamped")) is None
+    assert compiled_run.compiled_spec(t, dataclasses.replace(big, sampler="mala")) is not None
+    assert compiled_run.compiled_spec(t, dataclasses.replace(big, chains=500)) is not None

@@ -8,7 +8,7 @@ Then it runs block by block: a block of :data:`BLOCK` chains stays in the L1 cac
 all the chunk's steps (chain by chain, each chain's steps would stride over the noise of the
 whole chunk, a new page at every step).
 Every value the reference kernels store (positions, energies, gradients, velocities) is
-rounded to the chains' dtype where they store it, via the state arrays.
+rounded to the chains' dtype where they store it (:func:`ebmcore.sampling.compiled.round_like`).
 
 Every kernel is compiled once per dtype and cached on disk; the target is a run-time
 ``kind`` (see :func:`ebmcore.sampling.compiled.energy_grad`).
@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from ebmcore.sampling.compiled import energy_grad, njit
+from ebmcore.sampling.compiled import energy_grad, njit, round_like
 
 __all__ = ["BLOCK", "baoab_chunk", "hmc_chunk", "mala_chunk", "sgld_chunk"]
 
@@ -65,10 +65,9 @@ def sgld_chunk(kind, p, x, noise, noisy, eps, scale, alive, frames, frame_of, pa
 
 @njit
 def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive, frames,
-               frame_of, paths, path_of, esum, y):
+               frame_of, paths, path_of, esum):
     """MALA steps on the cached state ``(x, en, g)``; returns the summed acceptance
-    probabilities of steps ``s >= acc_from``.  ``y`` is a ``(4, 2)`` scratch of the dtype
-    (proposal, its energy, its gradient), so each is rounded as the reference stores it."""
+    probabilities of steps ``s >= acc_from``."""
     k = paths.shape[0]
     s2 = 2.0 * eps * temperature
     sd = math.sqrt(s2)
@@ -79,23 +78,21 @@ def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive
             for n in range(n0, min(x.shape[0], n0 + BLOCK)):
                 if not alive[n]:
                     continue
-                y[0, 0] = (x[n, 0] - eps * g[n, 0]) + sd * noise[s, n, 0]
-                y[0, 1] = (x[n, 1] - eps * g[n, 1]) + sd * noise[s, n, 1]
-                y[1, 0], y[2, 0], y[2, 1] = energy_grad(kind, p, y[0, 0], y[0, 1], True)
-                f0 = (y[0, 0] - x[n, 0]) + eps * g[n, 0]
-                f1 = (y[0, 1] - x[n, 1]) + eps * g[n, 1]
-                b0 = (x[n, 0] - y[0, 0]) + eps * y[2, 0]
-                b1 = (x[n, 1] - y[0, 1]) + eps * y[2, 1]
-                la = -(y[1, 0] - en[n]) / temperature - (
+                x0, x1, g0, g1 = x[n, 0], x[n, 1], g[n, 0], g[n, 1]
+                y0 = round_like((x0 - eps * g0) + sd * noise[s, n, 0], x)
+                y1 = round_like((x1 - eps * g1) + sd * noise[s, n, 1], x)
+                ey, h0, h1 = energy_grad(kind, p, y0, y1, True)
+                ey, h0, h1 = round_like(ey, x), round_like(h0, x), round_like(h1, x)
+                f0, f1 = (y0 - x0) + eps * g0, (y1 - x1) + eps * g1
+                b0, b1 = (x0 - y0) + eps * h0, (x1 - y1) + eps * h1
+                la = -(ey - en[n]) / temperature - (
                     (b0 * b0 + b1 * b1) - (f0 * f0 + f1 * f1)) / (2.0 * s2)
                 if math.isnan(la):
                     la = -math.inf  # a NaN proposal is rejected
-                if s >= acc_from:
-                    acc += math.exp(min(la, 0.0))
+                acc += _accept_prob(la) if s >= acc_from else 0.0
                 # rand() < 1, so log(u) < 0 <= la: the log is needed only for la < 0
                 if la >= 0.0 or math.log(unif[s, n]) < la:
-                    x[n, 0], x[n, 1] = y[0, 0], y[0, 1]
-                    en[n], g[n, 0], g[n, 1] = y[1, 0], y[2, 0], y[2, 1]
+                    x[n, 0], x[n, 1], en[n], g[n, 0], g[n, 1] = y0, y1, ey, h0, h1
                 if f >= 0:
                     frames[f, n, 0], frames[f, n, 1] = x[n, 0], x[n, 1]
                     esum[f] += en[n]
@@ -105,11 +102,15 @@ def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive
 
 
 @njit
+def _accept_prob(la):
+    return 1.0 if la >= 0.0 else math.exp(la)
+
+
+@njit
 def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_from, alive,
-              frames, frame_of, paths, path_of, esum, y):
+              frames, frame_of, paths, path_of, esum):
     """HMC steps (unit mass, ``n_leapfrog`` leapfrog steps) on the cached state ``(x, en, g)``;
-    returns the summed acceptance probabilities of steps ``s >= acc_from``.  ``y`` is a
-    ``(4, 2)`` scratch of the dtype: position, velocity, gradient and energy of the trajectory."""
+    returns the summed acceptance probabilities of steps ``s >= acc_from``."""
     k = paths.shape[0]
     acc = 0.0
     for n0 in range(0, x.shape[0], BLOCK):
@@ -120,28 +121,24 @@ def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_
                     continue
                 v0, v1 = noise[s, n, 0], noise[s, n, 1]
                 h0 = en[n] / temperature + 0.5 * (v0 * v0 + v1 * v1)
-                y[0, 0], y[0, 1] = x[n, 0], x[n, 1]
-                y[1, 0] = v0 - 0.5 * eps * g[n, 0] / temperature
-                y[1, 1] = v1 - 0.5 * eps * g[n, 1] / temperature
-                y[3, 0] = en[n]
+                y0, y1, ey, a0, a1 = x[n, 0], x[n, 1], en[n], g[n, 0], g[n, 1]
+                v0 = round_like(v0 - 0.5 * eps * a0 / temperature, x)
+                v1 = round_like(v1 - 0.5 * eps * a1 / temperature, x)
                 for i in range(n_leapfrog):
-                    y[0, 0] = y[0, 0] + eps * y[1, 0]
-                    y[0, 1] = y[0, 1] + eps * y[1, 1]
-                    y[3, 0], y[2, 0], y[2, 1] = energy_grad(kind, p, y[0, 0], y[0, 1], True)
+                    y0, y1 = round_like(y0 + eps * v0, x), round_like(y1 + eps * v1, x)
+                    ey, a0, a1 = energy_grad(kind, p, y0, y1, True)
+                    ey, a0, a1 = round_like(ey, x), round_like(a0, x), round_like(a1, x)
                     if i < n_leapfrog - 1:
-                        y[1, 0] = y[1, 0] - eps * y[2, 0] / temperature
-                        y[1, 1] = y[1, 1] - eps * y[2, 1] / temperature
-                y[1, 0] = y[1, 0] - 0.5 * eps * y[2, 0] / temperature
-                y[1, 1] = y[1, 1] - 0.5 * eps * y[2, 1] / temperature
-                la = h0 - (y[3, 0] / temperature + 0.5 * (y[1, 0] * y[1, 0] + y[1, 1] * y[1, 1]))
+                        v0 = round_like(v0 - eps * a0 / temperature, x)
+                        v1 = round_like(v1 - eps * a1 / temperature, x)
+                v0 = round_like(v0 - 0.5 * eps * a0 / temperature, x)
+                v1 = round_like(v1 - 0.5 * eps * a1 / temperature, x)
+                la = h0 - (ey / temperature + 0.5 * (v0 * v0 + v1 * v1))
                 if math.isnan(la):
                     la = -math.inf
-                if s >= acc_from:
-                    acc += math.exp(min(la, 0.0))
-                # rand() < 1, so log(u) < 0 <= la: the log is needed only for la < 0
+                acc += _accept_prob(la) if s >= acc_from else 0.0
                 if la >= 0.0 or math.log(unif[s, n]) < la:
-                    x[n, 0], x[n, 1] = y[0, 0], y[0, 1]
-                    en[n], g[n, 0], g[n, 1] = y[3, 0], y[2, 0], y[2, 1]
+                    x[n, 0], x[n, 1], en[n], g[n, 0], g[n, 1] = y0, y1, ey, a0, a1
                 if f >= 0:
                     frames[f, n, 0], frames[f, n, 1] = x[n, 0], x[n, 1]
                     esum[f] += en[n]

@@ -10,11 +10,14 @@ stored), and full paths only for the first ``keep_paths`` chains.  A chain
 whose position becomes non-finite, or runs far outside the box, is frozen at
 its last recorded position and reported; nothing non-finite is recorded.
 
-SGLD on a target with a closed-form gradient runs fused: the in-place loop of
-:mod:`ebmcore.sampling.fast` advances all chains between checks (every
-:data:`CHECK_EVERY` steps at most) and writes recorded frames and paths as it
-goes; energies of recorded frames are evaluated in one batch per chunk.  It
-draws the same random numbers as the reference kernels (``fused=False``).
+Runs are fused between checks (every :data:`CHECK_EVERY` steps at most), and recorded
+frames and paths are written as the chains advance.  On the CPU, SGLD, MALA, HMC and
+underdamped Langevin on the registry targets run the compiled kernels of
+:mod:`ebmcore.sampling.compiled_run`; elsewhere SGLD and underdamped Langevin on a
+closed-form gradient run the in-place torch loops (:mod:`ebmcore.sampling.fast`,
+:func:`ebmcore.sampling.underdamped.underdamped_loop`) and the rest the reference kernels,
+chunked.  Every path draws the same random numbers as the reference kernels
+(``fused=False``), step by step, so a seed gives the same run on all of them (to rounding).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from ebmcore.sampling.config import (
 )
 from ebmcore.sampling.fast import InplaceGrad, inplace_grad, sgld_loop
 from ebmcore.sampling.kernels import SAMPLERS, SamplerState, init_state
-from ebmcore.sampling.underdamped import underdamped_init
+from ebmcore.sampling.underdamped import underdamped_init, underdamped_loop
 
 __all__ = ["INITS", "MAX_CHAINS", "MAX_STEPS", "Progress", "SampleConfig", "Trace", "run",
            "sample"]  # the records live in ebmcore.sampling.config; here for every caller
@@ -225,9 +228,9 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
         budget: Budget = DEFAULT_BUDGET, live: bool = True) -> Iterator[Progress]:
     """Run ``config.chains`` chains on ``target``, yielding progress events.
 
-    SGLD on a target with a closed-form gradient runs fused (see the module docstring); it
-    draws the same random numbers as :func:`ebmcore.sampling.kernels.sgld_step`, so results
-    agree to rounding, and divergence is reported within :data:`CHECK_EVERY` steps.
+    The run is fused (see the module docstring); it draws the same random numbers as the
+    reference kernels, so results agree to rounding, and divergence is reported within
+    :data:`CHECK_EVERY` steps.
 
     Args:
         target: the energy (and its box, used for the initial points and to
@@ -251,7 +254,8 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
         kw["n_leapfrog"] = cfg.n_leapfrog
     kernel = SAMPLERS[cfg.sampler]
     spec = compiled_spec(target, cfg)
-    fast = inplace_grad(target) if cfg.sampler == "sgld" and cfg.fused and not spec else None
+    in_place = cfg.sampler in ("sgld", "underdamped") and cfg.fused and not spec
+    fast = inplace_grad(target) if in_place else None
     rec = _Recorder(cfg, x, _far_limit(target.box))
     every = (cfg.report_every or max(1, cfg.steps // 50)) if live else cfg.steps
     if cfg.sampler == "underdamped":
@@ -272,7 +276,7 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
                                 _stops(cfg.steps, every, _check_period(cfg)))
         return
     if fast is not None:
-        yield from _run_fused(target, cfg, rec, state.x, fast, gen, temperature, every)
+        yield from _run_fused(target, cfg, rec, state, fast, gen, temperature, every)
         return
     if cfg.fused:
         yield from _run_chunked(target, cfg, rec, state, kernel, kw, gen, every)
@@ -300,12 +304,17 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
             yield Progress(step, cfg.steps, rec.trace(step))
 
 
-def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, x: Tensor, fast: InplaceGrad,
-               gen: torch.Generator, temperature: float, every: int) -> Iterator[Progress]:
-    """SGLD in place between checks; the loop writes frames and paths through ``on_step``."""
+def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, state: SamplerState,
+               fast: InplaceGrad, gen: torch.Generator, temperature: float,
+               every: int) -> Iterator[Progress]:
+    """SGLD or BAOAB in place between checks; the loop writes frames and paths through
+    ``on_step`` (the torch path, where the compiled kernels are not available)."""
+    x = state.x
     thin, path_thin, k = rec.thin, rec.path_thin, rec.k
     rec.frame_steps.copy_(torch.arange(rec.frame_steps.numel()) * thin)
     noise, grad = torch.empty_like(x), torch.empty_like(x)
+    if cfg.sampler == "underdamped":  # velocities and the gradient at x, advanced in place
+        v, g = state.v.clone(), state.grad.clone()
     step = 0
 
     def keep(i: int, xs: Tensor) -> None:
@@ -319,8 +328,12 @@ def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, x: Tensor, fas
     clock = _Clock(cfg.steps, every)
     for stop in _stops(cfg.steps, every, _check_period(cfg)):
         f0 = rec.frames
-        sgld_loop(x, fast, stop - step, cfg.step_size, temperature, gen, noise,
-                  grad_buf=grad, on_step=keep)
+        if cfg.sampler == "underdamped":
+            underdamped_loop(x, v, g, fast, stop - step, cfg.step_size, cfg.friction,
+                             temperature, gen, noise_buf=noise, on_step=keep)
+        else:
+            sgld_loop(x, fast, stop - step, cfg.step_size, temperature, gen, noise,
+                      grad_buf=grad, on_step=keep)
         step = stop
         rec.check_fused(target, x, step, f0)
         if rec.n_live == 0:  # every chain diverged: nothing left to run
