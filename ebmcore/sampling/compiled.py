@@ -143,13 +143,13 @@ def energy_grad(kind, p, u, v, want_e):
         g1 = (v - sy / s) / p[1]
         if want_e:
             e = p[2] - (dmin * c + math.log(s))
-    elif kind == 2:  # banana: p = (a2, s2, b)
+    elif kind == 2:  # banana: p = (a2, s2, b, 1 / a2, 1 / s2); products, not divisions
         q = v - p[2] * (u * u - p[0])
-        r = q / p[1]
-        g0 = u / p[0] - 2.0 * p[2] * u * r
+        r = q * p[4]
+        g0 = u * p[3] - 2.0 * p[2] * u * r
         g1 = r
         if want_e:
-            e = 0.5 * (u * u / p[0] + q * q / p[1])
+            e = 0.5 * (u * u * p[3] + q * r)
     elif kind == 3:  # radial rings: p = (var, tiny, n, r_1..r_n)
         rho = math.sqrt(u * u + v * v + p[1])
         n = int(p[2])
@@ -217,7 +217,8 @@ def _pack(target: Target, tiny: float) -> tuple[int, np.ndarray] | None:
                             *(radius * math.sin(t) for t in ang)])
     if name == "banana":
         a2, s2 = float(p["x_std"]) ** 2, float(p["y_std"]) ** 2
-        return 2, np.array([a2, s2, float(p["bend"]) * float(p["y_std"]) / a2])
+        return 2, np.array([a2, s2, float(p["bend"]) * float(p["y_std"]) / a2, 1.0 / a2,
+                            1.0 / s2])
     if name in ("donut", "rings"):
         if name == "donut":
             radii, s = [float(p["radius"])], float(p["width"])

@@ -71,6 +71,7 @@ def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive
     k = paths.shape[0]
     s2 = 2.0 * eps * temperature
     sd = math.sqrt(s2)
+    inv_t, inv_2s2 = 1.0 / temperature, 1.0 / (2.0 * s2)  # products in the loop, not divisions
     acc = 0.0
     for n0 in range(0, x.shape[0], BLOCK):
         for s in range(frame_of.shape[0]):
@@ -85,8 +86,7 @@ def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive
                 ey, h0, h1 = round_like(ey, x), round_like(h0, x), round_like(h1, x)
                 f0, f1 = (y0 - x0) + eps * g0, (y1 - x1) + eps * g1
                 b0, b1 = (x0 - y0) + eps * h0, (x1 - y1) + eps * h1
-                la = -(ey - en[n]) / temperature - (
-                    (b0 * b0 + b1 * b1) - (f0 * f0 + f1 * f1)) / (2.0 * s2)
+                la = -(ey - en[n]) * inv_t - ((b0 * b0 + b1 * b1) - (f0 * f0 + f1 * f1)) * inv_2s2
                 if math.isnan(la):
                     la = -math.inf  # a NaN proposal is rejected
                 acc += _accept_prob(la) if s >= acc_from else 0.0
