@@ -8,8 +8,9 @@ every path.  The kernel of :mod:`ebmcore.sampling.compiled_loops` then advances 
 chain through the chunk, writing recorded frames, paths and frame energy sums; the check
 between chunks freezes chains that left the finite world, as on the torch paths.
 
-Chosen by measurement over a ``torch.compile``'d chunk: a chain kept in registers through
-a chunk costs one pass over memory per chunk, not one per operation per step, and numba's
+Chosen by measurement over a ``torch.compile``'d chunk: a block of chains kept in cache
+through a chunk costs one pass over memory per chunk, not one per operation per step, and
+numba's
 on-disk cache compiles once per machine (about 25 s for every kernel) rather than once per
 process (a cache load: about 1.6 s);
 :func:`warm_up` loads (or compiles) every kernel in the background, so that a server's first
