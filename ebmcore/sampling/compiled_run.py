@@ -10,11 +10,9 @@ between chunks freezes chains that left the finite world, as on the torch paths.
 
 Chosen by measurement over a ``torch.compile``'d chunk: a block of chains kept in cache
 through a chunk costs one pass over memory per chunk, not one per operation per step, and
-numba's
-on-disk cache compiles once per machine (about 25 s for every kernel) rather than once per
-process (a cache load: about 1.6 s);
-:func:`warm_up` loads (or compiles) every kernel in the background, so that a server's first
-request does not wait for them.
+numba's on-disk cache compiles once per machine (about 25 s for every kernel) rather than
+once per process (a cache load: about 1.6 s).  :func:`warm_up` loads (or compiles) every
+kernel in the background, so that a server's first request does not wait for them.
 """
 
 from __future__ import annotations
