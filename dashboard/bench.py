@@ -5,7 +5,10 @@ default settings (the reference Gaussian, eps 0.3, 1000 steps, 500 chains):
 
 - ``figures``: building every figure of the page from a finished run;
 - ``page``: the whole response: the run itself, its summary, and the figures;
-- ``size``: the largest figure sent to the browser, at 500 and at 100,000 chains.
+- ``size``: the largest figure sent to the browser, at 500 and at 100,000 chains;
+- ``per target``: the whole response on every registry target at its own default settings
+  (:func:`ebmcore.defaults.sampling_defaults`), with ``randn_s``, the time drawing the run's
+  noise alone takes (the floor of any Langevin run of that length).
 
 Registered as ``dashboard`` in :data:`ebmcore.bench.core.BENCHES` when imported.
 """
@@ -14,13 +17,16 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from dashboard.figures import figkit
 from dashboard.figures import sampling as plots
 from ebmcore.bench.core import median_seconds, register_bench
+from ebmcore.defaults import sampling_defaults
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.summary import GRID, summarize
 from ebmcore.sampling.runner import SampleConfig, sample
-from ebmcore.targets.registry import make_target
+from ebmcore.targets.registry import TARGETS, make_target
 
 __all__ = ["build_figures", "dashboard_bench", "measure"]
 
@@ -41,9 +47,10 @@ def build_figures(gd, trace, summary) -> dict:
 
 
 
-def _row(impl: str, chains: int, seconds: float, nbytes: int | None) -> dict:
-    return {"bench": "dashboard", "impl": impl, "target": "gaussian", "chains": chains,
-            "steps": SampleConfig().steps, "seconds": seconds,
+def _row(impl: str, chains: int, seconds: float, nbytes: int | None, target: str = "gaussian",
+         steps: int | None = None) -> dict:
+    return {"bench": "dashboard", "impl": impl, "target": target, "chains": chains,
+            "steps": SampleConfig().steps if steps is None else steps, "seconds": seconds,
             "rate": 1.0 / seconds if seconds > 0 else float("nan"), "unit": "responses/s",
             "bytes": nbytes, "budget_s": BUDGET_S, "load1": os.getloadavg()[0]}
 
@@ -76,6 +83,38 @@ def measure(quick: bool = False) -> list[dict]:
                              median_seconds(page, repeats), size))
         if quick:
             break
+    return rows + _per_target(quick)
+
+
+def _randn_seconds(chains: int, steps: int, repeats: int) -> float:
+    out, gen = torch.empty(chains, 2), torch.Generator().manual_seed(0)
+
+    def draw() -> None:
+        for _ in range(steps):
+            torch.randn(out.shape, generator=gen, out=out)
+
+    return median_seconds(draw, repeats)
+
+
+def _per_target(quick: bool) -> list[dict]:
+    """The whole response at each registry target's defaults (gaussian only when quick)."""
+    rows = []
+    for name in ["gaussian"] if quick else list(TARGETS):
+        target = make_target(name)
+        gd = quadrature(target.energy, target.box, GRID)
+        cfg = SampleConfig(**sampling_defaults(name))
+        repeats = 2 if quick else max(2, min(7, round(5e6 / (cfg.chains * cfg.steps))))
+
+        def page(cfg=cfg, target=target, gd=gd) -> None:
+            tr = sample(target, cfg)
+            for f in build_figures(gd, tr, summarize(tr, target, gd)).values():
+                f.to_json(validate=False)
+
+        row = _row("whole response at the target's defaults", cfg.chains,
+                   median_seconds(page, repeats), None, name, cfg.steps)
+        row["sampler"] = cfg.sampler
+        row["randn_s"] = _randn_seconds(cfg.chains, cfg.steps, repeats)
+        rows.append(row)
     return rows
 
 

@@ -27,6 +27,9 @@ if THREADS > 0 and torch.get_num_threads() != THREADS:
     torch.set_num_threads(THREADS)
 
 from dashboard import scheduler  # noqa: E402 - after the path set-up above
+from ebmcore.sampling.compiled_run import warm_up  # noqa: E402
+
+warm_up()  # the compiled sampling kernels load in the background, once per server process
 from dashboard.safe_text import md  # noqa: E402
 
 PAGES = (  # file, title, icon, URL path

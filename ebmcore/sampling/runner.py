@@ -10,11 +10,14 @@ stored), and full paths only for the first ``keep_paths`` chains.  A chain
 whose position becomes non-finite, or runs far outside the box, is frozen at
 its last recorded position and reported; nothing non-finite is recorded.
 
-SGLD on a target with a closed-form gradient runs fused: the in-place loop of
-:mod:`ebmcore.sampling.fast` advances all chains between checks (every
-:data:`CHECK_EVERY` steps at most) and writes recorded frames and paths as it
-goes; energies of recorded frames are evaluated in one batch per chunk.  It
-draws the same random numbers as the reference kernels (``fused=False``).
+Runs are fused between checks (every :data:`CHECK_EVERY` steps at most), and recorded
+frames and paths are written as the chains advance.  On the CPU, SGLD, MALA, HMC and
+underdamped Langevin on the registry targets run the compiled kernels of
+:mod:`ebmcore.sampling.compiled_run`; elsewhere SGLD and underdamped Langevin on a
+closed-form gradient run the in-place torch loops (:mod:`ebmcore.sampling.fast`,
+:func:`ebmcore.sampling.underdamped.underdamped_loop`) and the rest the reference kernels,
+chunked.  Every path draws the same random numbers as the reference kernels
+(``fused=False``), step by step, so a seed gives the same run on all of them (to rounding).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from torch import Tensor
 from ebmcore.budget import DEFAULT_BUDGET, Budget
 from ebmcore.energies import Box, Target, ValidationError
 from ebmcore.sampling.annealed import annealed_init, annealing
+from ebmcore.sampling.compiled_run import compiled_spec, run_compiled
 from ebmcore.sampling.config import (
     CHECK_EVERY,
     CHUNK_CHAIN_STEPS,
@@ -44,7 +48,7 @@ from ebmcore.sampling.config import (
 )
 from ebmcore.sampling.fast import InplaceGrad, inplace_grad, sgld_loop
 from ebmcore.sampling.kernels import SAMPLERS, SamplerState, init_state
-from ebmcore.sampling.underdamped import underdamped_init
+from ebmcore.sampling.underdamped import underdamped_init, underdamped_loop
 
 # the records live in ebmcore.sampling.config; re-exported here for every caller
 __all__ = ["INITS", "MAX_CHAINS", "MAX_STEPS", "Progress", "SampleConfig", "Trace",
@@ -110,11 +114,13 @@ class _Recorder:
         self.frozen = state.x.clone()
         return state
 
-    def check_fused(self, target: Target, x: Tensor, step: int, f0: int) -> None:
+    def check_fused(self, target: Target, x: Tensor, step: int, f0: int,
+                    energy_sums: Tensor | None = None) -> None:
         """Freeze chains of ``x`` (in place) that left the finite world since the last check.
 
         Frames ``f0:`` were written by the loop since then: the frozen chains' entries are
-        reset to their last checked position, and the frames' mean energies computed.
+        reset to their last checked position, and the frames' mean energies computed (from
+        ``energy_sums``, see :meth:`finish_frames`, where the loop summed them).
         """
         n_before = self.n_live
         # One reduction decides the usual case; nan compares False, so it fails the test too.
@@ -127,7 +133,7 @@ class _Recorder:
         if self.n_live < self.alive.numel():
             x.copy_(torch.where(self.alive[:, None], x, self.frozen))
         self.frozen.copy_(x)
-        self.finish_frames(target, f0, None, n_before, step)
+        self.finish_frames(target, f0, energy_sums, n_before, step)
 
     def finish_frames(self, target: Target, f0: int, energy_sums: Tensor | None,
                       n_before: int, step: int) -> None:
@@ -224,12 +230,12 @@ def _stops(total: int, *periods: int) -> list[int]:
 
 
 def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
-        budget: Budget = DEFAULT_BUDGET) -> Iterator[Progress]:
+        budget: Budget = DEFAULT_BUDGET, live: bool = True) -> Iterator[Progress]:
     """Run ``config.chains`` chains on ``target``, yielding progress events.
 
-    SGLD on a target with a closed-form gradient runs fused (see the module docstring); it
-    draws the same random numbers as :func:`ebmcore.sampling.kernels.sgld_step`, so results
-    agree to rounding, and divergence is reported within :data:`CHECK_EVERY` steps.
+    The run is fused (see the module docstring); it draws the same random numbers as the
+    reference kernels, so results agree to rounding, and divergence is reported within
+    :data:`CHECK_EVERY` steps.
 
     Args:
         target: the energy (and its box, used for the initial points and to
@@ -237,6 +243,9 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
         config: the run's settings; validated first.
         x0: optional ``(N, 2)`` initial points, overriding ``config.init``.
         budget: the most the run may cost (:mod:`ebmcore.budget`); checked first.
+        live: False for a consumer that keeps only the last event (:func:`sample`): events
+            come only every CHUNK_SECONDS and at the end, since each one copies the trace.
+            The numbers are the same either way (the random stream is drawn step by step).
     """
     cfg = config.validate(budget)
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
@@ -249,9 +258,11 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
     if cfg.sampler == "hmc":
         kw["n_leapfrog"] = cfg.n_leapfrog
     kernel = SAMPLERS[cfg.sampler]
-    fast = inplace_grad(target) if cfg.sampler == "sgld" and cfg.fused else None
+    spec = compiled_spec(target, cfg)
+    in_place = cfg.sampler in ("sgld", "underdamped") and cfg.fused and not spec
+    fast = inplace_grad(target) if in_place else None
     rec = _Recorder(cfg, x, _far_limit(target.box))
-    every = cfg.report_every or max(1, cfg.steps // 50)
+    every = (cfg.report_every or max(1, cfg.steps // 50)) if live else cfg.steps
     if cfg.sampler == "underdamped":
         kw["friction"] = cfg.friction
         state = underdamped_init(target.energy, x, gen, temperature=temperature,
@@ -264,8 +275,13 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
     state = rec.check(state, 0)
     rec.record(state, 0)
     rec.paths[:, 0] = state.x[: rec.k]
+    if spec is not None:
+        clock = _Clock(cfg.steps, every)
+        yield from run_compiled(target, cfg, rec, state, spec, gen, temperature, clock,
+                                _stops(cfg.steps, every, _check_period(cfg)))
+        return
     if fast is not None:
-        yield from _run_fused(target, cfg, rec, state.x, fast, gen, temperature, every)
+        yield from _run_fused(target, cfg, rec, state, fast, gen, temperature, every)
         return
     if cfg.fused:
         yield from _run_chunked(target, cfg, rec, state, kernel, kw, gen, every)
@@ -293,12 +309,17 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
             yield Progress(step, cfg.steps, rec.trace(step))
 
 
-def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, x: Tensor, fast: InplaceGrad,
-               gen: torch.Generator, temperature: float, every: int) -> Iterator[Progress]:
-    """SGLD in place between checks; the loop writes frames and paths through ``on_step``."""
+def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, state: SamplerState,
+               fast: InplaceGrad, gen: torch.Generator, temperature: float,
+               every: int) -> Iterator[Progress]:
+    """SGLD or BAOAB in place between checks; the loop writes frames and paths through
+    ``on_step`` (the torch path, where the compiled kernels are not available)."""
+    x = state.x
     thin, path_thin, k = rec.thin, rec.path_thin, rec.k
     rec.frame_steps.copy_(torch.arange(rec.frame_steps.numel()) * thin)
     noise, grad = torch.empty_like(x), torch.empty_like(x)
+    if cfg.sampler == "underdamped":  # velocities and the gradient at x, advanced in place
+        v, g = state.v.clone(), state.grad.clone()
     step = 0
 
     def keep(i: int, xs: Tensor) -> None:
@@ -312,8 +333,12 @@ def _run_fused(target: Target, cfg: SampleConfig, rec: _Recorder, x: Tensor, fas
     clock = _Clock(cfg.steps, every)
     for stop in _stops(cfg.steps, every, _check_period(cfg)):
         f0 = rec.frames
-        sgld_loop(x, fast, stop - step, cfg.step_size, temperature, gen, noise,
-                  grad_buf=grad, on_step=keep)
+        if cfg.sampler == "underdamped":
+            underdamped_loop(x, v, g, fast, stop - step, cfg.step_size, cfg.friction,
+                             temperature, gen, noise_buf=noise, on_step=keep)
+        else:
+            sgld_loop(x, fast, stop - step, cfg.step_size, temperature, gen, noise,
+                      grad_buf=grad, on_step=keep)
         step = stop
         rec.check_fused(target, x, step, f0)
         if rec.n_live == 0:  # every chain diverged: nothing left to run
@@ -364,7 +389,7 @@ def _run_chunked(target: Target, cfg: SampleConfig, rec: _Recorder, state: Sampl
 def sample(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
            budget: Budget = DEFAULT_BUDGET) -> Trace:
     """Drain :func:`run` and return the final trace."""
-    events = run(target, config, x0, budget=budget)
+    events = run(target, config, x0, budget=budget, live=False)
     last = next(events)
     for last in events:  # noqa: B007 - draining: only the last event matters
         pass

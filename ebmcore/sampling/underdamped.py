@@ -102,13 +102,15 @@ def underdamped_loop(
     *,
     noise_buf: Tensor | None = None,
     paths_out: Tensor | None = None,
+    on_step=None,
 ) -> Tensor:
     """Run ``n_steps`` BAOAB steps in place on ``x``, ``v`` and the gradient ``g`` at ``x``.
 
     ``grad_fn(x, out)`` is an in-place gradient (:class:`ebmcore.sampling.fast.InplaceGrad`).
     The generator is consumed exactly as :func:`underdamped_step` does.  No divergence check:
     callers run it in chunks.  ``paths_out`` (``(K, n_steps, 2)``) receives the first K
-    chains' positions after every step.
+    chains' positions after every step; ``on_step(i, x)`` is called after step ``i`` (1-based),
+as in :func:`ebmcore.sampling.fast.sgld_loop`.
 
     Returns:
         ``x``, advanced.
@@ -138,6 +140,8 @@ def underdamped_loop(
             v.add_(g, alpha=-half)
             if paths_out is not None:
                 paths_out[:, i] = x[: paths_out.shape[0]]
+            if on_step is not None:
+                on_step(i + 1, x)
     return x
 
 

@@ -1,0 +1,143 @@
+"""The fused run on the compiled kernels: SGLD, MALA, HMC and underdamped Langevin.
+
+Between two checks (:func:`ebmcore.sampling.config.CHECK_EVERY` steps at most) the chunk's
+random numbers are drawn by torch from the run's generator, one ``randn(N, 2)`` (and for
+MALA/HMC one ``rand(N)``) per step in the reference kernels' order: that is the random
+stream contract, so a seed gives the same numbers as ``fused=False`` (to rounding), on
+every path.  The kernel of :mod:`ebmcore.sampling.compiled_loops` then advances every
+chain through the chunk, writing recorded frames, paths and frame energy sums; the check
+between chunks freezes chains that left the finite world, as on the torch paths.
+
+Chosen by measurement over a ``torch.compile``'d chunk: a block of chains kept in cache
+through a chunk costs one pass over memory per chunk, not one per operation per step, and
+numba's on-disk cache compiles once per machine (about 25 s for every kernel) rather than
+once per process (a cache load: about 1.6 s).  :func:`warm_up` loads (or compiles) every
+kernel in the background, so that a server's first request does not wait for them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from ebmcore.energies import Target
+from ebmcore.sampling.compiled import compiled_target
+from ebmcore.sampling.compiled_loops import baoab_chunk, hmc_chunk, mala_chunk, sgld_chunk
+from ebmcore.sampling.config import Progress, SampleConfig
+from ebmcore.sampling.kernels import SamplerState
+
+__all__ = ["COMPILED_MAX_CHAINS", "COMPILED_SAMPLERS", "compiled_spec", "run_compiled", "warm_up"]
+
+COMPILED_SAMPLERS = ("sgld", "mala", "hmc", "underdamped")
+# Above this many chains SGLD and underdamped Langevin run the in-place torch loops instead:
+# measured in one run (float32, 32-step chunks, load ~3-6 on 2 cores), the compiled kernel
+# beats them 5-9x at 500 chains (banana, mixture, u4: per-step dispatch dominates there) but
+# torch's vectorised passes win from ~5,000 chains on mixture (1.3x at 1e4, 1.8x at 1e5)
+# and tie on banana at 1e5.  MALA and HMC have no in-place torch loop: compiled at any size.
+COMPILED_MAX_CHAINS = 4096
+
+
+def compiled_spec(target: Target, cfg: SampleConfig) -> tuple[int, np.ndarray] | None:
+    """The compiled kernels' packing of ``target`` when this run can use them, else None."""
+    if not cfg.fused or cfg.sampler not in COMPILED_SAMPLERS or cfg.device != "cpu":
+        return None
+    if cfg.sampler in ("sgld", "underdamped") and cfg.chains > COMPILED_MAX_CHAINS:
+        return None
+    return compiled_target(target, cfg.torch_dtype)
+
+
+def _slots(step: int, stop: int, period: int) -> np.ndarray:
+    """Per step ``step+1..stop``: its record slot (``global step // period``) or -1."""
+    s = np.arange(step + 1, stop + 1)
+    return np.where(s % period == 0, s // period, -1).astype(np.int64)
+
+
+def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
+                 spec: tuple[int, np.ndarray], gen: torch.Generator, temperature: float,
+                 clock, stops: list[int]) -> Iterator[Progress]:
+    """Run ``cfg`` from the checked ``state`` through ``stops`` (the steps after which the
+    run checks), yielding an event where ``clock.due``; ``rec`` is the run's recorder."""
+    kind, p = spec
+    n, sampler = cfg.chains, cfg.sampler
+    x, en, g = (t.contiguous().clone() for t in (state.x, state.energy, state.grad))
+    v = state.v.contiguous().clone().numpy() if sampler == "underdamped" else None
+    longest = max(b - a for a, b in zip([0, *stops], stops, strict=False))
+    noise = torch.empty(longest, n, 2, dtype=x.dtype)
+    unif = torch.empty(longest, n, dtype=x.dtype) if sampler in ("mala", "hmc") else None
+    esum = torch.zeros(rec.mean_energy.numel(), dtype=torch.float64)
+    rec.frame_steps.copy_(torch.arange(rec.frame_steps.numel()) * rec.thin)
+    xa, ea, ga = x.numpy(), en.numpy(), g.numpy()
+    frames, paths, esa, nz = rec.positions.numpy(), rec.paths.numpy(), esum.numpy(), noise.numpy()
+    eps = cfg.step_size
+    c = math.exp(-cfg.friction * eps)
+    sd_ou = math.sqrt(max(temperature, 0.0) * (1.0 - c * c))
+    draw = {"sgld": temperature > 0, "underdamped": sd_ou > 0}.get(sampler, True)
+    step = 0
+    for stop in stops:
+        s_len, f0, n_before = stop - step, rec.frames, rec.n_live
+        for i in range(s_len if draw else 0):
+            torch.randn((n, 2), generator=gen, out=noise[i])
+            if unif is not None:
+                torch.rand(n, generator=gen, out=unif[i])
+        frame_of, path_of = _slots(step, stop, rec.thin), _slots(step, stop, rec.path_thin)
+        alive = rec.alive.numpy()
+        out = (alive, frames, frame_of, paths, path_of, esa)
+        if sampler == "sgld":
+            sgld_chunk(kind, p, xa, nz, draw, eps, math.sqrt(2.0 * eps * temperature), *out)
+        elif sampler == "underdamped":
+            baoab_chunk(kind, p, xa, v, ga, nz, draw, 0.5 * eps, c, sd_ou, *out)
+        else:
+            acc_from = max(0, cfg.burn_in - step)  # steps s >= acc_from have global > burn_in
+            if sampler == "mala":
+                acc = mala_chunk(kind, p, xa, ea, ga, nz, unif.numpy(), eps, temperature,
+                                 acc_from, *out)
+            else:
+                acc = hmc_chunk(kind, p, xa, ea, ga, nz, unif.numpy(), eps, cfg.n_leapfrog,
+                                temperature, acc_from, *out)
+            rec.acc_sum += acc
+            rec.acc_count += n_before * max(0, s_len - acc_from)
+        rec.frames = stop // rec.thin + 1
+        step = stop
+        # Non-finite energy sums: finish_frames evaluates the frames and freezes those chains.
+        sums = esum if bool(torch.isfinite(esum[f0:rec.frames]).all()) else None
+        rec.check_fused(target, x, step, f0, sums)
+        if rec.n_live == 0:  # every chain diverged: nothing left to run
+            yield Progress(step, cfg.steps, rec.trace(step))
+            return
+        if clock.due(step):
+            yield Progress(step, cfg.steps, rec.trace(step))
+
+
+_WARM = threading.Event()  # set once a warm-up was started in this process
+
+
+def warm_up(background: bool = True) -> threading.Thread | None:
+    """Load every compiled kernel (both dtypes) once per process, in a daemon thread.
+
+    Compiling takes seconds the first time on a machine; afterwards this is a cache load.
+    Later calls do nothing.  Returns the thread (or None when run inline or already done).
+    """
+    if _WARM.is_set():
+        return None
+    _WARM.set()
+
+    def load() -> None:
+        from ebmcore.sampling.runner import sample  # the runner imports this module
+        from ebmcore.targets.registry import make_target
+
+        target = make_target("gaussian")
+        for dtype in ("float32", "float64"):
+            for sampler in COMPILED_SAMPLERS:
+                sample(target, SampleConfig(sampler=sampler, dtype=dtype, chains=4, steps=2,
+                                            n_leapfrog=1))
+
+    if not background:
+        load()
+        return None
+    thread = threading.Thread(target=load, name="compile-kernels", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,111 @@
+"""The compiled (numba) kernels: every registry target is compiled, its energy and gradient
+match the target's own, and runs through them match the torch paths from the same seed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ebmcore.energies import Target
+from ebmcore.sampling import compiled_run
+from ebmcore.sampling.compiled import compiled_target, energy_grad
+from ebmcore.sampling.runner import SampleConfig, sample
+from ebmcore.targets.registry import TARGETS, make_target
+
+SAMPLERS = ("sgld", "mala", "hmc", "underdamped")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_every_target_compiles_and_matches_its_energy_and_gradient(name, dtype):
+    t = make_target(name)
+    spec = compiled_target(t, dtype)
+    assert spec is not None, f"{name} falls back to torch"
+    kind, p = spec
+    # Exact samples reach the tails, where the softmax weights underflow.
+    pts = t.sample(500, torch.Generator().manual_seed(3))
+    got = np.array([energy_grad(kind, p, float(u), float(v), True) for u, v in pts.numpy()])
+    with torch.no_grad():
+        e, g = t.energy(pts).numpy(), t.grad(pts).numpy()
+    # Both in float64: they differ only by rounding of a few operations (~1e-15 relative).
+    np.testing.assert_allclose(got[:, 0], e, rtol=1e-12, atol=1e-12 * (np.abs(e).max() + 1))
+    np.testing.assert_allclose(got[:, 1:], g, rtol=1e-12, atol=1e-12 * (np.abs(g).max() + 1))
+
+
+def test_a_target_whose_parameters_mean_something_else_falls_back():
+    ref = make_target("banana")
+
+    def energy(x):
+        return 0.5 * (x**2).sum(1)
+
+    def grad(x):
+        return x.clone()
+
+    other = Target("banana", energy, ref.box, dict(ref.params), grad)
+    assert compiled_target(other, torch.float64) is None
+    tr = sample(other, SampleConfig(steps=20, chains=10, step_size=0.1))
+    assert tr.n_diverged == 0 and bool(torch.isfinite(tr.positions).all())
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_runs_use_the_compiled_kernels_and_match_the_torch_paths(sampler, monkeypatch):
+    # The runner with compiled kernels against itself without them (in-place torch loop for
+    # SGLD, the chunked reference kernels otherwise): same seed, same stream, float64 rounding.
+    t = make_target("banana")
+    cfg = SampleConfig(steps=120, chains=300, dtype="float64", keep_paths=4, seed=5,
+                       step_size=2e-3, sampler=sampler, n_leapfrog=4, burn_in=30)
+    calls = []
+    real = compiled_run.run_compiled
+
+    def spy(*args, **kw):
+        calls.append(1)
+        yield from real(*args, **kw)
+
+    monkeypatch.setattr("ebmcore.sampling.runner.run_compiled", spy)
+    a = sample(t, cfg)
+    assert calls, "the compiled kernels were not used"
+    monkeypatch.setattr("ebmcore.sampling.runner.compiled_spec", lambda *a: None)
+    b = sample(t, cfg)
+    assert len(calls) == 1
+    for field in ("x", "positions", "paths", "mean_energy"):
+        torch.testing.assert_close(getattr(a, field), getattr(b, field), rtol=0, atol=1e-10)
+    if sampler in ("mala", "hmc"):
+        assert abs(a.acceptance - b.acceptance) < 1e-12 and a.acceptance < 1.0
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_float32_runs_agree_with_the_reference_to_rounding(sampler):
+    # Per step both round to float32 (2^-24 relative, |x| < 10: 6e-7); on this Gaussian the
+    # dynamics contracts by (1 - eps lambda_min) = 0.97 per step (eps 0.1, lambda_min 1/3),
+    # so SGLD's accumulated difference stays below 6e-7 / 0.03 = 2e-5; HMC (3 leapfrog steps)
+    # and BAOAB round up to 3x as many moves per step: 6e-5 < 1e-4.  An accept decision flips
+    # on such a difference only with probability ~1e-5 per chain-step: none here.
+    t = make_target("gaussian")
+    cfg = SampleConfig(steps=100, chains=64, seed=9, step_size=0.1, sampler=sampler,
+                       n_leapfrog=3)
+    a, b = sample(t, cfg), sample(t, dataclasses.replace(cfg, fused=False))
+    torch.testing.assert_close(a.positions, b.positions, rtol=0, atol=1e-4)
+    torch.testing.assert_close(a.mean_energy, b.mean_energy, rtol=1e-5, atol=1e-5)
+
+
+def test_warm_up_loads_every_kernel_once():
+    from ebmcore.sampling import compiled_loops as loops
+
+    compiled_run._WARM.clear()
+    assert compiled_run.warm_up(background=False) is None and compiled_run._WARM.is_set()
+    for kernel in (loops.sgld_chunk, loops.mala_chunk, loops.hmc_chunk, loops.baoab_chunk):
+        dtypes = {sig[2].dtype.name for sig in kernel.signatures}  # the positions' dtype
+        assert {"float32", "float64"} <= dtypes
+    assert compiled_run.warm_up() is None  # once per process
+
+
+def test_large_sgld_runs_take_the_torch_loop_and_metropolis_runs_stay_compiled():
+    t = make_target("banana")
+    big = SampleConfig(chains=compiled_run.COMPILED_MAX_CHAINS + 1, steps=10)
+    assert compiled_run.compiled_spec(t, big) is None
+    assert compiled_run.compiled_spec(t, dataclasses.replace(big, sampler="underdamped")) is None
+    assert compiled_run.compiled_spec(t, dataclasses.replace(big, sampler="mala")) is not None
+    assert compiled_run.compiled_spec(t, dataclasses.replace(big, chains=500)) is not None
