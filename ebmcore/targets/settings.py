@@ -109,8 +109,8 @@ SETTINGS: dict[str, dict[str, Settings]] = {
     "banana": {
         "sgld": _s(0.014, 20000, (-0.09, 2.23), 0.5,
                   note="measured: eps 0.014, 20000 steps, start std 0.5"),
-        "mala": _s(0.055, 10000, (-0.09, 2.23), 0.5,
-                  note="measured: eps 0.055, 10000 steps, start std 0.5"),
+        "mala": _s(0.11, 10000, (-0.09, 2.23), 0.5,
+                  note="measured: eps 0.11, 10000 steps, start std 0.5"),
         "hmc": _s(0.1, 1000, (-0.09, 2.23), 1.5,
                   note="measured: eps 0.1, 1000 steps"),
     },
