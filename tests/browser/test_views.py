@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from dashboard.url_views import zoo_defaults
+
 from .harness import assert_no_crash, wait_for
 
 pytestmark = pytest.mark.browser
@@ -71,7 +73,9 @@ def test_zoo_stepwise_animation_plays(new_page):
 
 @pytest.mark.parametrize("query,want", [
     ("view=phase&target=banana", "±2√T (Maxwellian)"),
-    ("view=race&target=mixture&rc_chains=1000&rc_steps=100", "underdamped (BAOAB), ε = 0.3"),
+    # the race's steps are the mixture's own (the zoo scales them to the target)
+    ("view=race&target=mixture&rc_chains=1000&rc_steps=100",
+     f"underdamped (BAOAB), ε = {zoo_defaults('mixture')['rc_ud']:g}"),
     ("view=annealed&target=mixture&an_chains=1000&an_steps=100", "annealed Langevin"),
 ])
 def test_zoo_views_draw(new_page, query, want):
