@@ -229,8 +229,8 @@ def test_flow_page_auto_eps_is_the_curvature_rule():
     j = at.session_state[state.key("run", "dynamics")]
     eps, _ = sgld_step_size(j.target, cache.density(j.key[0]))
     assert j.config.step_size == pytest.approx(eps) and "automatic ε" in _captions(at)
-    # a uniform start covers the view box, not the whole quadrature box
-    assert j.config.init == "uniform" and j.config.init_box == cache.view(j.key[0])
+    # a formula starts over its view box (a Gaussian over it), not the whole quadrature box
+    assert j.config.init == "view" and j.config.init_box == cache.view(j.key[0])
 
 
 def test_zoo_takes_the_targets_step_sizes():
