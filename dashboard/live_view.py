@@ -27,6 +27,16 @@ TICK_S = 0.12
 TICK_BUDGET_S = 0.06  # compute per live tick, leaving time to draw
 
 
+def _first_sight(j: Any) -> bool:
+    """True the first time a tick of this session sees the finished job ``j``: the page
+    reruns once for it (a tick of a lost connection's run must not rerun it again and again)."""
+    seen = st.session_state.setdefault("_live_view_finished", [])
+    if any(x is j for x in seen):
+        return False
+    seen[:] = [*seen[-15:], j]  # the last few jobs: a page has at most a couple live at once
+    return True
+
+
 @dataclass(frozen=True)
 class Stop:
     """A stop button drawn above a running job."""
@@ -76,7 +86,7 @@ def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
                     scheduler.run_slice(who, j, wanted, step, TICK_BUDGET_S)
                 elif wanted():
                     step(j, TICK_BUDGET_S)
-        if live and done(j):
+        if live and done(j) and _first_sight(j):
             st.rerun(scope="app")
         draw(j)
 
