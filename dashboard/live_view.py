@@ -49,7 +49,7 @@ class Stop:
 
 def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
               done: Callable[[Any], bool], draw: Callable[[Any], None],
-              stop: Stop | None = None, running: bool = True, fair: bool = True) -> None:
+              stop: Stop | None = None, running: bool = True) -> None:
     """Draw ``job()`` in a fragment that steps it every :data:`TICK_S` while it runs.
 
     Args:
@@ -61,8 +61,6 @@ def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
         draw: draws the job (progress, charts) inside the fragment.
         stop: an optional stop button shown while the job runs.
         running: tick only while true (a finished job is drawn once, without ticking).
-        fair: step in a fair turn of the session; False where ``step`` only waits for a
-            worker that takes the turns itself (training), which a held turn would block.
     """
 
     who = scheduler.owner()
@@ -81,12 +79,19 @@ def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
                                               type="primary" if stop.primary else "secondary"):
                 stop.action(j)
             else:
+<<<<<<< HEAD
                 wanted = lambda: scheduler.session_open(who) and job() is j  # noqa: E731
                 if fair:
                     scheduler.run_slice(who, j, wanted, step, TICK_BUDGET_S)
                 elif wanted():
                     step(j, TICK_BUDGET_S)
         if live and done(j) and _first_sight(j):
+=======
+                scheduler.run_slice(
+                    who, j, lambda: scheduler.session_open(who) and job() is j, step,
+                    TICK_BUDGET_S)
+        if live and done(j):
+>>>>>>> parent of 793ca7f (Training worker: one iteration per fair turn of its session (the page's tick waits without holding a turn), the page-run advance in a turn too; the lease test trains persistent chains, which do not diverge within it)
             st.rerun(scope="app")
         draw(j)
 

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -80,7 +79,6 @@ class TrainSession:
     worker: threading.Thread | None = field(default=None, repr=False, compare=False)
     view: Any = None  # the Snapshot published after the last iteration
     waiting: int = 0  # threads waiting for `busy`: the worker lets them in (locks are unfair)
-    owner: Hashable = "-"  # the browser session whose fair turns the worker trains in
 
     @property
     def rate(self) -> float:
@@ -114,15 +112,7 @@ def start(key: tuple, trainer: Any) -> TrainSession:
 
 
 def advance(s: TrainSession, budget_s: float) -> TrainSession:
-    """Train until ``budget_s`` seconds are spent (at least one iteration) or the run ends,
-    in a fair turn of the session (:mod:`dashboard.scheduler`)."""
-    if s.status != "running" or s.busy.locked():
-        return s
-    with scheduler.TURNS.turn(scheduler.owner()):
-        return _advance(s, budget_s)
-
-
-def _advance(s: TrainSession, budget_s: float) -> TrainSession:
+    """Train until ``budget_s`` seconds are spent (at least one iteration) or the run ends."""
     if s.status != "running" or not s.busy.acquire(blocking=False):
         return s
     t0 = time.perf_counter()
@@ -152,8 +142,7 @@ def _record(s: TrainSession, ev: Any) -> None:
 def _work(s: TrainSession) -> None:
     """The worker: one iteration at a time, under the lock, while running and leased."""
     while s.status == "running" and time.perf_counter() - s.pumped < LEASE_S:
-        # one iteration per fair turn of the session: other sessions' slices come in between
-        with scheduler.TURNS.turn(s.owner), s.busy:
+        with s.busy:
             if s.status != "running" or s.trainer.finished:
                 break
             t0 = time.perf_counter()
@@ -184,7 +173,7 @@ def pump(s: TrainSession, budget_s: float) -> TrainSession:
     """Keep a worker training ``s`` and wait up to ``budget_s`` (less if the run stops)."""
     if s.status != "running":
         return s
-    s.pumped, s.owner = time.perf_counter(), scheduler.owner()
+    s.pumped = time.perf_counter()
     if s.worker is None or not s.worker.is_alive():
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         s.worker = threading.Thread(target=_work, args=(s,), daemon=True,

@@ -61,35 +61,3 @@ def test_checkpoint_while_the_worker_trains(data):
     s.status = "stopped"
     s.worker.join(60)
     assert 0 < back.iteration <= s.trainer.iteration
-
-
-def test_the_worker_trains_in_fair_turns(data, monkeypatch):
-    import threading
-    import time
-
-    from dashboard import scheduler
-    turns = scheduler.FairTurns(slots=1)  # one slot: a turn held elsewhere stops the worker
-    monkeypatch.setattr(scheduler, "TURNS", turns)
-    s = _session(data, 1_000_000)
-    held, release = threading.Event(), threading.Event()
-
-    def other_session() -> None:
-        with turns.turn("other"):
-            held.set()
-            release.wait(60)
-
-    t = threading.Thread(target=other_session)
-    t.start()
-    held.wait(60)
-    train_live.pump(s, 0.0)
-    for _ in range(60_000):  # the worker queues behind the other session (60 s at most)
-        if "-" in turns.waiting():
-            break
-        time.sleep(0.001)
-    assert "-" in turns.waiting() and s.trainer.iteration == 0
-    release.set()
-    t.join(60)
-    while s.trainer.iteration < 3:  # and trains once the turn is free
-        train_live.pump(s, 0.05)
-    s.status = "stopped"
-    s.worker.join(60)

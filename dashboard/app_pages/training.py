@@ -87,10 +87,9 @@ def live(sess_key: tuple) -> None:
         sess = state.get(ss, "train", PAGE)
         return sess if sess is not None and sess.key == sess_key else None
 
-    # pump: a worker trains on while the fragment draws, so drawing does not slow training;
-    # the worker takes the session's fair turns itself, one iteration each
+    # pump: a worker trains on while the fragment draws, so drawing does not slow training
     live_view(job, step=train_live.pump, done=lambda s: s.status != "running",
-              draw=lambda s: show(s, live=True), fair=False)
+              draw=lambda s: show(s, live=True))
 
 
 def buttons(sess, values: dict) -> None:
