@@ -79,19 +79,10 @@ def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
                                               type="primary" if stop.primary else "secondary"):
                 stop.action(j)
             else:
-<<<<<<< HEAD
-                wanted = lambda: scheduler.session_open(who) and job() is j  # noqa: E731
-                if fair:
-                    scheduler.run_slice(who, j, wanted, step, TICK_BUDGET_S)
-                elif wanted():
-                    step(j, TICK_BUDGET_S)
-        if live and done(j) and _first_sight(j):
-=======
                 scheduler.run_slice(
                     who, j, lambda: scheduler.session_open(who) and job() is j, step,
                     TICK_BUDGET_S)
-        if live and done(j):
->>>>>>> parent of 793ca7f (Training worker: one iteration per fair turn of its session (the page's tick waits without holding a turn), the page-run advance in a turn too; the lease test trains persistent chains, which do not diverge within it)
+        if live and done(j) and _first_sight(j):
             st.rerun(scope="app")
         draw(j)
 
