@@ -16,6 +16,7 @@ the session's lock per iteration, so they never step the trainer at once, and
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -122,14 +123,20 @@ def advance(s: TrainSession, budget_s: float) -> TrainSession:
             if ev.finished or time.perf_counter() - t0 >= budget_s:
                 break
     except Exception as exc:  # never take the page down
-        s.error = f"training stopped with an error: {exc}"
-        s.status = "stopped"
+        _failed(s, exc)
     finally:
         s.compute_s += time.perf_counter() - t0
         s.busy.release()
     if s.status == "running" and s.trainer.finished:
         s.status = "finished"
     return s
+
+
+def _failed(s: TrainSession, exc: Exception) -> None:
+    """Stop ``s`` with a message for the page; the traceback goes to the server's log."""
+    logging.getLogger("langevin_lab").exception("training stopped with an error")
+    s.error = f"training stopped with an error: {exc}"
+    s.status = "stopped"
 
 
 def _record(s: TrainSession, ev: Any) -> None:
@@ -149,8 +156,7 @@ def _work(s: TrainSession) -> None:
             try:
                 ev = s.trainer.step()
             except Exception as exc:  # never take the page down
-                s.error = f"training stopped with an error: {exc}"
-                s.status = "stopped"
+                _failed(s, exc)
                 break
             finally:
                 s.compute_s += time.perf_counter() - t0

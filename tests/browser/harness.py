@@ -140,6 +140,7 @@ def start_server(log_dir: Path | None = None) -> Server:
             try:
                 with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=5) as r:
                     if r.status == 200:
+                        SERVERS[:] = [server]
                         return server
             except OSError:
                 pass
@@ -287,17 +288,30 @@ def wait_for(page: Any, cond: str, arg: Any = None, *, idle: bool = True,
     return handle.json_value()
 
 
+SERVERS: list[Server] = []  # servers started by start_server: their log ends go in failures
+
+
 def describe(page: Any) -> str:
-    """What the page shows now, for failure messages: the app's state and visible text."""
+    """What the page shows now, for failure messages: the app's state, the main area's
+    visible text (blank lines dropped), whether the server still runs, and its log's end."""
     try:
         state = page.evaluate("""() => {
           const a = document.querySelector('[data-testid="stApp"]');
           return a ? [a.getAttribute('data-test-connection-state'),
                       a.getAttribute('data-test-script-state')] : null; }""")
-        text = page.locator("body").inner_text()
+        main = page.get_by_test_id("stMain")
+        text = (main.inner_text(timeout=2000) if main.count() else
+                page.locator("body").inner_text(timeout=2000))
+        html = len(page.content())
     except Exception as exc:  # the page may be gone
         return f"(page unreadable: {exc})"
-    return f"app state {state}; page text (start):\n{text[:1500]}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    out = [f"app state {state}; document {html:,} characters; main area text "
+           f"({len(lines)} lines): " + " | ".join(lines)[:2500]]
+    for srv in SERVERS:
+        alive = "running" if srv.process.poll() is None else f"exited {srv.process.returncode}"
+        out.append(f"server {alive}; log end:\n{srv.log_tail(15)}")
+    return "\n".join(out)
 
 
 def wait_idle(page: Any, timeout_s: float = 90.0) -> None:
