@@ -249,3 +249,46 @@ def test_training_bench_rows():
     rows = training_bench(quick=True)
     assert [r["impl"] for r in rows] == [name for name, _ in CASES]
     assert all(r["rate"] > 0 and r["unit"] == "iterations/s" for r in rows)
+
+
+def test_trainers_built_in_threads_get_their_seeds_weights():
+    # A server builds trainers for several sessions at once, in threads: each trainer's
+    # initial weights must be those its seed gives alone. The weights come from torch's
+    # global generator, seeded in a block (ebmcore draws nothing else from it); a tiny
+    # interpreter switch interval makes the threads interleave inside that block.
+    import sys
+    import threading
+
+    ds = make_dataset("mixture", n_train=200, n_test=100, seed=0)
+
+    def weights(seed: int) -> list[torch.Tensor]:
+        t = Trainer(ds, TrainConfig(method="persistent", iters=1, seed=seed),
+                    ModelConfig(width=256, depth=8))
+        return [p.detach().clone() for p in t.model.parameters()]
+
+    alone = {s: weights(s) for s in (1, 2, 3, 4, 5, 6)}
+    seeds = (1, 2, 3, 4, 5, 6)
+    built: dict[int, list] = {s: [] for s in seeds}
+    errors: list[Exception] = []
+
+    def build(seed: int) -> None:
+        try:
+            for _ in range(4):
+                built[seed].append(weights(seed))
+        except Exception as exc:  # reported below: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build, args=(s,)) for s in seeds]
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors, errors
+    wrong = {seed: sum(not all(torch.equal(a, b) for a, b in zip(w, alone[seed], strict=True))
+                       for w in runs) for seed, runs in built.items()}
+    assert not any(wrong.values()), f"trainers with other weights than their seed's: {wrong}"

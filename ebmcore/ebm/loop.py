@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ __all__ = ["ENERGY_LIMIT", "GRAD_LIMIT", "TrainEvent", "TrainingLoop", "grad_nor
 
 ENERGY_LIMIT = 1e4  # |mean energy| beyond this: the energies are exploding
 GRAD_LIMIT = 1e6  # parameter-gradient norm beyond this: the gradients are exploding
+_GLOBAL_RNG = threading.Lock()  # held while a trainer seeds torch's global generator
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,7 +113,7 @@ class TrainingLoop:
 
     The model's box is the data's box grown by ``config.box_pad``; data outside it
     are clamped onto it.  Weights are initialised from ``config.seed`` without
-    touching the global RNG.
+    touching the global RNG (other threads' draws included).
     """
 
     config_class: type  # the method's config: validate(), to_dict(), from_dict()
@@ -129,7 +131,9 @@ class TrainingLoop:
         self.dataset = dataset
         self.box = Box.of(dataset.box).pad(c.box_pad)
         self.train_x = self.box.clamp(dataset.train.float())
-        with torch.random.fork_rng(devices=[]):
+        # the lock: threads (a server's sessions) building trainers at once share torch's
+        # global generator, which fork_rng only saves and restores around the block
+        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
             if model is None:
                 model = MLPEnergy(model_config or ModelConfig(), self.box)
