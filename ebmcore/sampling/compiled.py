@@ -10,6 +10,9 @@ compiled function serves every target, so the on-disk cache holds a handful of k
 only if the compiled energy and gradient agree with the target's own on probe points, so a
 target rebuilt with other meanings for its parameters falls back to the torch paths.
 Everything here is computed in float64 whatever the dtype of the chains.
+
+numba's on-disk cache of the kernels keys on :mod:`ebmcore.sampling.compiled_loops`'s source
+alone: a change here reaches the cached kernels only once that file changes too.
 """
 
 from __future__ import annotations
