@@ -10,6 +10,9 @@ compiled function serves every target, so the on-disk cache holds a handful of k
 only if the compiled energy and gradient agree with the target's own on probe points, so a
 target rebuilt with other meanings for its parameters falls back to the torch paths.
 Everything here is computed in float64 whatever the dtype of the chains.
+
+numba's on-disk cache of the kernels keys on :mod:`ebmcore.sampling.compiled_loops`'s source
+alone: a change here reaches the cached kernels only once that file changes too.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ try:  # numba is a dependency, but the torch paths stay usable without it
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
-__all__ = ["AVAILABLE", "KINDS", "compiled_target", "energy_grad", "njit", "round_like"]
+__all__ = ["AVAILABLE", "KINDS", "compiled_target", "energy_grad", "grad_block", "njit",
+           "round_like"]
 
 AVAILABLE = numba is not None
 KINDS = ("gaussian", "mixture", "banana", "radial", "funnel", "squiggle", "double_well",
@@ -69,7 +73,7 @@ if numba is not None:
         return lambda value, arr: np.float64(value)
 
 
-@njit
+@njit(inline=True)
 def _logsumexp_grad(lg0, lg1, use1):
     """``(logsumexp, w1)`` of two logits (the second used only if ``use1``), w1 its weight."""
     if not use1:
@@ -79,7 +83,7 @@ def _logsumexp_grad(lg0, lg1, use1):
     return m + math.log(a + b), b / (a + b)
 
 
-@njit
+@njit(inline=True)
 def _strip(kind, wall, u, v, want_e):
     """U2-U4: ``-logsumexp_c(-(v - m_c(u))^2 / 2 tau_c^2) + wall(u)`` and its gradient."""
     s1 = math.sin(HALF_PI * u)
@@ -107,99 +111,159 @@ def _strip(kind, wall, u, v, want_e):
 
 
 @njit(inline=True)
+def _gaussian(p, u, v, want_e):  # p = (m0, m1, P00, P01, P11)
+    du, dv = u - p[0], v - p[1]
+    e = 0.5 * (p[2] * du * du + 2.0 * p[3] * du * dv + p[4] * dv * dv) if want_e else 0.0
+    return e, p[2] * du + p[3] * dv, p[3] * du + p[4] * dv
+
+
+@njit(inline=True)
+def _mixture(p, u, v, want_e):  # p = (k, var, log k + log 2 pi var, mu_x..., mu_y...)
+    k = int(p[0])
+    c = -0.5 / p[1]
+    dmin = math.inf
+    for j in range(k):
+        a, b = u - p[3 + j], v - p[3 + k + j]
+        dmin = min(dmin, a * a + b * b)
+    s = sx = sy = 0.0
+    for j in range(k):
+        a, b = u - p[3 + j], v - p[3 + k + j]
+        lg = (a * a + b * b - dmin) * c
+        if lg > _CUT:
+            w = math.exp(lg)
+            s += w
+            sx += w * p[3 + j]
+            sy += w * p[3 + k + j]
+    e = p[2] - (dmin * c + math.log(s)) if want_e else 0.0
+    return e, (u - sx / s) / p[1], (v - sy / s) / p[1]
+
+
+@njit(inline=True)
+def _banana(p, u, v, want_e):  # p = (a2, s2, b, 1 / a2, 1 / s2); products, not divisions
+    q = v - p[2] * (u * u - p[0])
+    r = q * p[4]
+    e = 0.5 * (u * u * p[3] + q * r) if want_e else 0.0
+    return e, u * p[3] - 2.0 * p[2] * u * r, r
+
+
+@njit(inline=True)
+def _radial(p, u, v, want_e):  # radial rings: p = (var, tiny, n, r_1..r_n)
+    rho = math.sqrt(u * u + v * v + p[1])
+    n = int(p[2])
+    c = -0.5 / p[0]
+    lmax = -math.inf
+    for j in range(n):
+        lmax = max(lmax, (rho - p[3 + j]) ** 2 * c)
+    s = sr = 0.0
+    for j in range(n):
+        lg = (rho - p[3 + j]) ** 2 * c - lmax
+        if lg > _CUT:
+            w = math.exp(lg)
+            s += w
+            sr += w * p[3 + j]
+    pull = (rho - sr / s) / (p[0] * rho)
+    e = -(lmax + math.log(s)) if want_e else 0.0
+    return e, u * pull, v * pull
+
+
+@njit(inline=True)
+def _funnel(p, u, v, want_e):  # p = (var,); |u|^k e^-v in log space as the torch energy does
+    s1 = 0.0 if u == 0 else math.exp(math.log(abs(u)) - v)
+    s2 = 0.0 if u == 0 else math.exp(2.0 * math.log(abs(u)) - v)
+    e = 0.5 * (v * v / p[0] + s2 + v) if want_e else 0.0
+    return e, s1 if u > 0 else -s1, v / p[0] + 0.5 - 0.5 * s2
+
+
+@njit(inline=True)
+def _squiggle(p, u, v, want_e):  # p = (ax, s2, freq)
+    q = v - math.sin(p[2] * u)
+    r = q / p[1]
+    e = 0.5 * (u * u / p[0] + q * q / p[1]) if want_e else 0.0
+    return e, u / p[0] - p[2] * math.cos(p[2] * u) * r, r
+
+
+@njit(inline=True)
+def _double_well(p, u, v, want_e):  # p = (h,)
+    q = u * u - 1.0
+    e = p[0] * q * q + 0.5 * v * v if want_e else 0.0
+    return e, 4.0 * p[0] * u * q, v
+
+
+@njit(inline=True)
+def _u1(p, u, v, want_e):  # p = (tiny,)
+    rho = math.sqrt(u * u + v * v + p[0])
+    w_right = 1.0 / (1.0 + math.exp(-4.0 * u / 0.36))
+    ring = (rho - 2.0) / (0.16 * rho)
+    e = 0.0
+    if want_e:
+        a, b = -0.5 * ((u - 2.0) / 0.6) ** 2, -0.5 * ((u + 2.0) / 0.6) ** 2
+        e = 0.5 * ((rho - 2.0) / 0.4) ** 2 - _logsumexp_grad(a, b, True)[0]
+    return e, u * ring + (u - 2.0 * (2.0 * w_right - 1.0)) / 0.36, v * ring
+
+
+@njit(inline=True)
 def energy_grad(kind, p, u, v, want_e):
     """``(E, dE/du, dE/dv)`` at ``(u, v)`` for target ``kind`` with packed parameters ``p``.
 
-    ``want_e`` False skips the energy (SGLD needs only the gradient); the caller passes a
-    constant, so the compiled code drops that work.  Inlined into the kernels by numba (a
-    call per chain-step halved the kernels' speed on banana).  ``kind`` stays a run-time value (a
-    branch predicted right every time): compiling one kernel per kind instead, as numba's
-    ``literally`` does, costs a type-inference pass at every call and defeats the cache.
+    ``want_e`` False skips the energy (SGLD needs only the gradient).  For one point at a
+    time (the probe, HMC's leapfrog); the kernels evaluate a block of chains at once with
+    :func:`grad_block`, where the branch on ``kind`` is taken once per block, not per chain.
     """
-    e = 0.0
-    if kind == 0:  # gaussian: p = (m0, m1, P00, P01, P11)
-        du, dv = u - p[0], v - p[1]
-        g0 = p[2] * du + p[3] * dv
-        g1 = p[3] * du + p[4] * dv
-        if want_e:
-            e = 0.5 * (p[2] * du * du + 2.0 * p[3] * du * dv + p[4] * dv * dv)
-    elif kind == 1:  # mixture: p = (k, var, log k + log 2 pi var, mu_x..., mu_y...)
-        k = int(p[0])
-        c = -0.5 / p[1]
-        dmin = math.inf
-        for j in range(k):
-            a, b = u - p[3 + j], v - p[3 + k + j]
-            dmin = min(dmin, a * a + b * b)
-        s = sx = sy = 0.0
-        for j in range(k):
-            a, b = u - p[3 + j], v - p[3 + k + j]
-            lg = (a * a + b * b - dmin) * c
-            if lg > _CUT:
-                w = math.exp(lg)
-                s += w
-                sx += w * p[3 + j]
-                sy += w * p[3 + k + j]
-        g0 = (u - sx / s) / p[1]
-        g1 = (v - sy / s) / p[1]
-        if want_e:
-            e = p[2] - (dmin * c + math.log(s))
-    elif kind == 2:  # banana: p = (a2, s2, b, 1 / a2, 1 / s2); products, not divisions
-        q = v - p[2] * (u * u - p[0])
-        r = q * p[4]
-        g0 = u * p[3] - 2.0 * p[2] * u * r
-        g1 = r
-        if want_e:
-            e = 0.5 * (u * u * p[3] + q * r)
-    elif kind == 3:  # radial rings: p = (var, tiny, n, r_1..r_n)
-        rho = math.sqrt(u * u + v * v + p[1])
-        n = int(p[2])
-        c = -0.5 / p[0]
-        lmax = -math.inf
-        for j in range(n):
-            lmax = max(lmax, (rho - p[3 + j]) ** 2 * c)
-        s = sr = 0.0
-        for j in range(n):
-            lg = (rho - p[3 + j]) ** 2 * c - lmax
-            if lg > _CUT:
-                w = math.exp(lg)
-                s += w
-                sr += w * p[3 + j]
-        pull = (rho - sr / s) / (p[0] * rho)
-        g0, g1 = u * pull, v * pull
-        if want_e:
-            e = -(lmax + math.log(s))
-    elif kind == 4:  # funnel: p = (var,); |u|^k e^-v in log space as the torch energy does
-        s1 = 0.0 if u == 0 else math.exp(math.log(abs(u)) - v)
-        s2 = 0.0 if u == 0 else math.exp(2.0 * math.log(abs(u)) - v)
-        g0 = s1 if u > 0 else -s1
-        g1 = v / p[0] + 0.5 - 0.5 * s2
-        if want_e:
-            e = 0.5 * (v * v / p[0] + s2 + v)
-    elif kind == 5:  # squiggle: p = (ax, s2, freq)
-        q = v - math.sin(p[2] * u)
-        r = q / p[1]
-        g0 = u / p[0] - p[2] * math.cos(p[2] * u) * r
-        g1 = r
-        if want_e:
-            e = 0.5 * (u * u / p[0] + q * q / p[1])
-    elif kind == 6:  # double well: p = (h,)
-        q = u * u - 1.0
-        g0 = 4.0 * p[0] * u * q
-        g1 = v
-        if want_e:
-            e = p[0] * q * q + 0.5 * v * v
-    elif kind == 7:  # u1: p = (tiny,)
-        rho = math.sqrt(u * u + v * v + p[0])
-        w_right = 1.0 / (1.0 + math.exp(-4.0 * u / 0.36))
-        ring = (rho - 2.0) / (0.16 * rho)
-        g0 = u * ring + (u - 2.0 * (2.0 * w_right - 1.0)) / 0.36
-        g1 = v * ring
-        if want_e:
-            a, b = -0.5 * ((u - 2.0) / 0.6) ** 2, -0.5 * ((u + 2.0) / 0.6) ** 2
-            e = 0.5 * ((rho - 2.0) / 0.4) ** 2 - _logsumexp_grad(a, b, True)[0]
-    else:  # u2, u3, u4: p = (wall,)
-        e, g0, g1 = _strip(kind, p[0], u, v, want_e)
-    return e, g0, g1
+    if kind == 0:
+        return _gaussian(p, u, v, want_e)
+    if kind == 1:
+        return _mixture(p, u, v, want_e)
+    if kind == 2:
+        return _banana(p, u, v, want_e)
+    if kind == 3:
+        return _radial(p, u, v, want_e)
+    if kind == 4:
+        return _funnel(p, u, v, want_e)
+    if kind == 5:
+        return _squiggle(p, u, v, want_e)
+    if kind == 6:
+        return _double_well(p, u, v, want_e)
+    if kind == 7:
+        return _u1(p, u, v, want_e)
+    return _strip(kind, p[0], u, v, want_e)  # u2, u3, u4: p = (wall,)
+
+
+@njit
+def grad_block(kind, p, u, v, m, want_e, e, g0, g1):
+    """``e[i], g0[i], g1[i] = energy_grad(kind, p, u[i], v[i], want_e)`` for ``i < m``.
+
+    One loop per kind, so that each is compiled for its target alone (the branch on the
+    kind hoisted out of the chains' loop; branch-free targets vectorise): a run-time kind
+    inside the loop cost banana 8x.  Outputs are stored in their arrays' dtype, as the
+    reference kernels store energies and gradients.
+    """
+    if kind == 0:
+        for i in range(m):
+            e[i], g0[i], g1[i] = _gaussian(p, u[i], v[i], want_e)
+    elif kind == 1:
+        for i in range(m):
+            e[i], g0[i], g1[i] = _mixture(p, u[i], v[i], want_e)
+    elif kind == 2:
+        for i in range(m):
+            e[i], g0[i], g1[i] = _banana(p, u[i], v[i], want_e)
+    elif kind == 3:
+        for i in range(m):
+            e[i], g0[i], g1[i] = _radial(p, u[i], v[i], want_e)
+    elif kind == 4:
+        for i in range(m):
+            e[i], g0[i], g1[i] = _funnel(p, u[i], v[i], want_e)
+    elif kind == 5:
+        for i in range(m):
+            e[i], g0[i], g1[i] = _squiggle(p, u[i], v[i], want_e)
+    elif kind == 6:
+        for i in range(m):
+            e[i], g0[i], g1[i] = _double_well(p, u[i], v[i], want_e)
+    elif kind == 7:
+        for i in range(m):
+            e[i], g0[i], g1[i] = _u1(p, u[i], v[i], want_e)
+    else:
+        for i in range(m):
+            e[i], g0[i], g1[i] = _strip(kind, p[0], u[i], v[i], want_e)
 
 
 def _pack(target: Target, tiny: float) -> tuple[int, np.ndarray] | None:

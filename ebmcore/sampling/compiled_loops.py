@@ -4,19 +4,23 @@ Each kernel takes the random numbers of the chunk already drawn by torch from th
 generator (``noise[s]`` is the ``randn(N, 2)`` of step ``s``, ``unif[s]`` the ``rand(N)`` of
 its accept test), so the random stream is the reference kernels' one draw for draw, and
 from the same seed the chains agree with :mod:`ebmcore.sampling.kernels` to rounding.
-Then it runs block by block: a block of :data:`BLOCK` chains stays in the L1 cache through
-all the chunk's steps (chain by chain, each chain's steps would stride over the noise of the
-whole chunk, a new page at every step).
+Then it runs block by block: a block of :data:`BLOCK` chains is copied into scratch
+vectors that stay in the L1 cache through all the chunk's steps, and each step is a few
+loops over the block, the gradient evaluated for the whole block at once by
+:func:`ebmcore.sampling.compiled.grad_block` (one branch on the target per block, so each
+target's loop is compiled for it alone; a run-time target inside a per-chain loop made
+banana's SGLD 8x slower).
 Every value the reference kernels store (positions, energies, gradients, velocities) is
-rounded to the chains' dtype where they store it (:func:`ebmcore.sampling.compiled.round_like`).
+stored in a scratch vector of the chains' dtype where they store it, so it is rounded
+as theirs is.
 
 Every kernel is compiled once per dtype and cached on disk; the target is a run-time
 ``kind`` (see :func:`ebmcore.sampling.compiled.energy_grad`).
 
-Chains with ``alive[n]`` False are skipped (they stay frozen).  What a run records is
-written as it goes: ``frames[frame_of[s], n]`` after step ``s`` where ``frame_of[s] >= 0``,
-the first ``paths.shape[0]`` chains into ``paths[n, path_of[s]]``, and the live chains'
-energies summed into ``esum[frame_of[s]]`` (float64).
+Chains with ``alive[n]`` False are not moved (they stay frozen).  What a run records is
+written as it goes: ``frames[frame_of[s], n]`` after step ``s`` where ``frame_of[s] >= 0``
+(live chains), the first ``paths.shape[0]`` chains into ``paths[n, path_of[s]]``, and the
+live chains' energies summed into ``esum[frame_of[s]]`` (float64).
 """
 
 from __future__ import annotations
@@ -25,42 +29,69 @@ import math
 
 import numpy as np
 
-from ebmcore.sampling.compiled import energy_grad, njit, round_like
+from ebmcore.sampling.compiled import grad_block, njit, round_like
 
 __all__ = ["BLOCK", "baoab_chunk", "hmc_chunk", "mala_chunk", "sgld_chunk"]
 
-BLOCK = 256  # chains advanced together: their positions, gradients and noise fit in L1
+BLOCK = 256  # chains advanced together: their scratch vectors fit in L1
+
+
+@njit(inline=True)
+def _load(x, n0, m, alive, u, v, live):
+    for i in range(m):
+        u[i], v[i], live[i] = x[n0 + i, 0], x[n0 + i, 1], alive[n0 + i]
+
+
+@njit(inline=True)
+def _store(x, n0, m, u, v):
+    for i in range(m):
+        x[n0 + i, 0], x[n0 + i, 1] = u[i], v[i]
+
+
+@njit(inline=True)
+def _record(f, q, n0, m, u, v, e, live, frames, paths, esum):
+    """Frame ``f`` (live chains, their energies summed) and path column ``q``; -1: none."""
+    if f >= 0:
+        tot = 0.0
+        for i in range(m):
+            if live[i]:
+                frames[f, n0 + i, 0], frames[f, n0 + i, 1] = u[i], v[i]
+                tot += e[i]
+        esum[f] += tot
+    if q >= 0:
+        for i in range(min(m, paths.shape[0] - n0)):
+            paths[n0 + i, q, 0], paths[n0 + i, q, 1] = u[i], v[i]
 
 
 @njit
 def sgld_chunk(kind, p, x, noise, noisy, eps, scale, alive, frames, frame_of, paths, path_of,
                esum):
     """``x <- x - eps grad E(x) + scale xi`` for each step of the chunk (``noisy`` False: no xi)."""
-    k = paths.shape[0]
-    g = np.empty((BLOCK, 2), dtype=x.dtype)  # the gradient at x, rounded as the reference's
+    dt = x.dtype
+    eps, scale = round_like(eps, x), round_like(scale, x)  # the dtype's arithmetic, as torch's
+    u, v, e = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)
+    g0, g1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # the gradient, rounded as the reference's
+    live = np.empty(BLOCK, np.bool_)
     for n0 in range(0, x.shape[0], BLOCK):
-        n1 = min(x.shape[0], n0 + BLOCK)
-        for n in range(n0, n1):
-            _, g[n - n0, 0], g[n - n0, 1] = energy_grad(kind, p, x[n, 0], x[n, 1], False)
+        m = min(x.shape[0] - n0, BLOCK)
+        _load(x, n0, m, alive, u, v, live)
+        grad_block(kind, p, u, v, m, False, e, g0, g1)
         for s in range(frame_of.shape[0]):
-            f, q = frame_of[s], path_of[s]
-            for n in range(n0, n1):
-                if not alive[n]:
-                    continue
-                a, b = x[n, 0] - eps * g[n - n0, 0], x[n, 1] - eps * g[n - n0, 1]
+            f = frame_of[s]
+            for i in range(m):
+                a, b = u[i] - eps * g0[i], v[i] - eps * g1[i]
                 if noisy:
-                    a, b = a + scale * noise[s, n, 0], b + scale * noise[s, n, 1]
-                x[n, 0], x[n, 1] = a, b
-                if f >= 0:  # the energy only where it is recorded
-                    e, g[n - n0, 0], g[n - n0, 1] = energy_grad(kind, p, a, b, True)
-                else:
-                    e, g[n - n0, 0], g[n - n0, 1] = energy_grad(kind, p, x[n, 0], x[n, 1],
-                                                                False)
-                if f >= 0:
-                    frames[f, n, 0], frames[f, n, 1] = x[n, 0], x[n, 1]
-                    esum[f] += e
-                if q >= 0 and n < k:
-                    paths[n, q, 0], paths[n, q, 1] = x[n, 0], x[n, 1]
+                    a, b = a + scale * noise[s, n0 + i, 0], b + scale * noise[s, n0 + i, 1]
+                if live[i]:
+                    u[i], v[i] = a, b
+            grad_block(kind, p, u, v, m, f >= 0, e, g0, g1)  # the energy only where recorded
+            _record(f, path_of[s], n0, m, u, v, e, live, frames, paths, esum)
+        _store(x, n0, m, u, v)
+
+
+@njit(inline=True)
+def _accept_prob(la):
+    return 1.0 if la >= 0.0 else math.exp(la)
 
 
 @njit
@@ -68,42 +99,45 @@ def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive
                frame_of, paths, path_of, esum):
     """MALA steps on the cached state ``(x, en, g)``; returns the summed acceptance
     probabilities of steps ``s >= acc_from``."""
-    k = paths.shape[0]
+    dt = x.dtype
     s2 = 2.0 * eps * temperature
     sd = math.sqrt(s2)
     inv_t, inv_2s2 = 1.0 / temperature, 1.0 / (2.0 * s2)  # products in the loop, not divisions
+    eps, sd = round_like(eps, x), round_like(sd, x)  # the proposal in the dtype's arithmetic
+    st, pr = np.empty((5, BLOCK), dt), np.empty((5, BLOCK), dt)
+    u, v, ee, g0, g1 = st[0], st[1], st[2], st[3], st[4]  # the state
+    y0, y1, ey, h0, h1 = pr[0], pr[1], pr[2], pr[3], pr[4]  # the proposal
+    live = np.empty(BLOCK, np.bool_)
     acc = 0.0
     for n0 in range(0, x.shape[0], BLOCK):
+        m = min(x.shape[0] - n0, BLOCK)
+        _load(x, n0, m, alive, u, v, live)
+        for i in range(m):
+            ee[i], g0[i], g1[i] = en[n0 + i], g[n0 + i, 0], g[n0 + i, 1]
         for s in range(frame_of.shape[0]):
-            f, q = frame_of[s], path_of[s]
-            for n in range(n0, min(x.shape[0], n0 + BLOCK)):
-                if not alive[n]:
+            for i in range(m):
+                y0[i] = (u[i] - eps * g0[i]) + sd * noise[s, n0 + i, 0]
+                y1[i] = (v[i] - eps * g1[i]) + sd * noise[s, n0 + i, 1]
+            grad_block(kind, p, y0, y1, m, True, ey, h0, h1)
+            for i in range(m):
+                if not live[i]:
                     continue
-                x0, x1, g0, g1 = x[n, 0], x[n, 1], g[n, 0], g[n, 1]
-                y0 = round_like((x0 - eps * g0) + sd * noise[s, n, 0], x)
-                y1 = round_like((x1 - eps * g1) + sd * noise[s, n, 1], x)
-                ey, h0, h1 = energy_grad(kind, p, y0, y1, True)
-                ey, h0, h1 = round_like(ey, x), round_like(h0, x), round_like(h1, x)
-                f0, f1 = (y0 - x0) + eps * g0, (y1 - x1) + eps * g1
-                b0, b1 = (x0 - y0) + eps * h0, (x1 - y1) + eps * h1
-                la = -(ey - en[n]) * inv_t - ((b0 * b0 + b1 * b1) - (f0 * f0 + f1 * f1)) * inv_2s2
+                f0, f1 = (y0[i] - u[i]) + eps * g0[i], (y1[i] - v[i]) + eps * g1[i]
+                b0, b1 = (u[i] - y0[i]) + eps * h0[i], (v[i] - y1[i]) + eps * h1[i]
+                la = (-(ey[i] - ee[i]) * inv_t
+                      - ((b0 * b0 + b1 * b1) - (f0 * f0 + f1 * f1)) * inv_2s2)
                 if math.isnan(la):
                     la = -math.inf  # a NaN proposal is rejected
-                acc += _accept_prob(la) if s >= acc_from else 0.0
+                if s >= acc_from:
+                    acc += _accept_prob(la)
                 # rand() < 1, so log(u) < 0 <= la: the log is needed only for la < 0
-                if la >= 0.0 or math.log(unif[s, n]) < la:
-                    x[n, 0], x[n, 1], en[n], g[n, 0], g[n, 1] = y0, y1, ey, h0, h1
-                if f >= 0:
-                    frames[f, n, 0], frames[f, n, 1] = x[n, 0], x[n, 1]
-                    esum[f] += en[n]
-                if q >= 0 and n < k:
-                    paths[n, q, 0], paths[n, q, 1] = x[n, 0], x[n, 1]
+                if la >= 0.0 or math.log(unif[s, n0 + i]) < la:
+                    u[i], v[i], ee[i], g0[i], g1[i] = y0[i], y1[i], ey[i], h0[i], h1[i]
+            _record(frame_of[s], path_of[s], n0, m, u, v, ee, live, frames, paths, esum)
+        _store(x, n0, m, u, v)
+        for i in range(m):
+            en[n0 + i], g[n0 + i, 0], g[n0 + i, 1] = ee[i], g0[i], g1[i]
     return acc
-
-
-@njit
-def _accept_prob(la):
-    return 1.0 if la >= 0.0 else math.exp(la)
 
 
 @njit
@@ -111,39 +145,50 @@ def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_
               frames, frame_of, paths, path_of, esum):
     """HMC steps (unit mass, ``n_leapfrog`` leapfrog steps) on the cached state ``(x, en, g)``;
     returns the summed acceptance probabilities of steps ``s >= acc_from``."""
-    k = paths.shape[0]
+    dt = x.dtype
+    st, tr = np.empty((5, BLOCK), dt), np.empty((5, BLOCK), dt)
+    u, v, ee, g0, g1 = st[0], st[1], st[2], st[3], st[4]  # the state
+    y0, y1, ey, a0, a1 = tr[0], tr[1], tr[2], tr[3], tr[4]  # the trajectory
+    w0, w1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # its momentum
+    h0 = np.empty(BLOCK)  # the starting Hamiltonian, float64 as the kernels compute it
+    live = np.empty(BLOCK, np.bool_)
     acc = 0.0
     for n0 in range(0, x.shape[0], BLOCK):
+        m = min(x.shape[0] - n0, BLOCK)
+        _load(x, n0, m, alive, u, v, live)
+        for i in range(m):
+            ee[i], g0[i], g1[i] = en[n0 + i], g[n0 + i, 0], g[n0 + i, 1]
         for s in range(frame_of.shape[0]):
-            f, q = frame_of[s], path_of[s]
-            for n in range(n0, min(x.shape[0], n0 + BLOCK)):
-                if not alive[n]:
+            for i in range(m):
+                p0, p1 = noise[s, n0 + i, 0], noise[s, n0 + i, 1]
+                h0[i] = ee[i] / temperature + 0.5 * (p0 * p0 + p1 * p1)
+                y0[i], y1[i], ey[i], a0[i], a1[i] = u[i], v[i], ee[i], g0[i], g1[i]
+                w0[i] = p0 - 0.5 * eps * a0[i] / temperature
+                w1[i] = p1 - 0.5 * eps * a1[i] / temperature
+            for j in range(n_leapfrog):
+                for i in range(m):
+                    y0[i], y1[i] = y0[i] + eps * w0[i], y1[i] + eps * w1[i]
+                grad_block(kind, p, y0, y1, m, True, ey, a0, a1)
+                if j < n_leapfrog - 1:
+                    for i in range(m):
+                        w0[i] = w0[i] - eps * a0[i] / temperature
+                        w1[i] = w1[i] - eps * a1[i] / temperature
+            for i in range(m):
+                w0[i] = w0[i] - 0.5 * eps * a0[i] / temperature
+                w1[i] = w1[i] - 0.5 * eps * a1[i] / temperature
+                if not live[i]:
                     continue
-                v0, v1 = noise[s, n, 0], noise[s, n, 1]
-                h0 = en[n] / temperature + 0.5 * (v0 * v0 + v1 * v1)
-                y0, y1, ey, a0, a1 = x[n, 0], x[n, 1], en[n], g[n, 0], g[n, 1]
-                v0 = round_like(v0 - 0.5 * eps * a0 / temperature, x)
-                v1 = round_like(v1 - 0.5 * eps * a1 / temperature, x)
-                for i in range(n_leapfrog):
-                    y0, y1 = round_like(y0 + eps * v0, x), round_like(y1 + eps * v1, x)
-                    ey, a0, a1 = energy_grad(kind, p, y0, y1, True)
-                    ey, a0, a1 = round_like(ey, x), round_like(a0, x), round_like(a1, x)
-                    if i < n_leapfrog - 1:
-                        v0 = round_like(v0 - eps * a0 / temperature, x)
-                        v1 = round_like(v1 - eps * a1 / temperature, x)
-                v0 = round_like(v0 - 0.5 * eps * a0 / temperature, x)
-                v1 = round_like(v1 - 0.5 * eps * a1 / temperature, x)
-                la = h0 - (ey / temperature + 0.5 * (v0 * v0 + v1 * v1))
+                la = h0[i] - (ey[i] / temperature + 0.5 * (w0[i] * w0[i] + w1[i] * w1[i]))
                 if math.isnan(la):
                     la = -math.inf
-                acc += _accept_prob(la) if s >= acc_from else 0.0
-                if la >= 0.0 or math.log(unif[s, n]) < la:
-                    x[n, 0], x[n, 1], en[n], g[n, 0], g[n, 1] = y0, y1, ey, a0, a1
-                if f >= 0:
-                    frames[f, n, 0], frames[f, n, 1] = x[n, 0], x[n, 1]
-                    esum[f] += en[n]
-                if q >= 0 and n < k:
-                    paths[n, q, 0], paths[n, q, 1] = x[n, 0], x[n, 1]
+                if s >= acc_from:
+                    acc += _accept_prob(la)
+                if la >= 0.0 or math.log(unif[s, n0 + i]) < la:
+                    u[i], v[i], ee[i], g0[i], g1[i] = y0[i], y1[i], ey[i], a0[i], a1[i]
+            _record(frame_of[s], path_of[s], n0, m, u, v, ee, live, frames, paths, esum)
+        _store(x, n0, m, u, v)
+        for i in range(m):
+            en[n0 + i], g[n0 + i, 0], g[n0 + i, 1] = ee[i], g0[i], g1[i]
     return acc
 
 
@@ -151,27 +196,34 @@ def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_
 def baoab_chunk(kind, p, x, v, g, noise, noisy, half, c, sd, alive, frames, frame_of, paths,
                 path_of, esum):
     """BAOAB steps of length ``2 half`` on ``(x, v, g)``: O is ``v <- c v + sd xi``."""
-    k = paths.shape[0]
+    dt = x.dtype
+    half, c, sd = round_like(half, x), round_like(c, x), round_like(sd, x)
+    q0, q1, e = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)
+    buf = np.empty((4, BLOCK), dt)
+    w0, w1, g0, g1 = buf[0], buf[1], buf[2], buf[3]
+    live = np.empty(BLOCK, np.bool_)
     for n0 in range(0, x.shape[0], BLOCK):
+        m = min(x.shape[0] - n0, BLOCK)
+        _load(x, n0, m, alive, q0, q1, live)
+        for i in range(m):
+            w0[i], w1[i], g0[i], g1[i] = v[n0 + i, 0], v[n0 + i, 1], g[n0 + i, 0], g[n0 + i, 1]
         for s in range(frame_of.shape[0]):
-            f, q = frame_of[s], path_of[s]
-            for n in range(n0, min(x.shape[0], n0 + BLOCK)):
-                if not alive[n]:
+            f = frame_of[s]
+            for i in range(m):
+                if not live[i]:
                     continue
-                v[n, 0], v[n, 1] = v[n, 0] - half * g[n, 0], v[n, 1] - half * g[n, 1]
-                x[n, 0], x[n, 1] = x[n, 0] + half * v[n, 0], x[n, 1] + half * v[n, 1]
-                v[n, 0], v[n, 1] = c * v[n, 0], c * v[n, 1]
+                w0[i], w1[i] = w0[i] - half * g0[i], w1[i] - half * g1[i]
+                q0[i], q1[i] = q0[i] + half * w0[i], q1[i] + half * w1[i]
+                w0[i], w1[i] = c * w0[i], c * w1[i]
                 if noisy:
-                    v[n, 0] = v[n, 0] + sd * noise[s, n, 0]
-                    v[n, 1] = v[n, 1] + sd * noise[s, n, 1]
-                x[n, 0], x[n, 1] = x[n, 0] + half * v[n, 0], x[n, 1] + half * v[n, 1]
-                if f >= 0:
-                    e, g[n, 0], g[n, 1] = energy_grad(kind, p, x[n, 0], x[n, 1], True)
-                else:
-                    e, g[n, 0], g[n, 1] = energy_grad(kind, p, x[n, 0], x[n, 1], False)
-                v[n, 0], v[n, 1] = v[n, 0] - half * g[n, 0], v[n, 1] - half * g[n, 1]
-                if f >= 0:
-                    frames[f, n, 0], frames[f, n, 1] = x[n, 0], x[n, 1]
-                    esum[f] += e
-                if q >= 0 and n < k:
-                    paths[n, q, 0], paths[n, q, 1] = x[n, 0], x[n, 1]
+                    w0[i] = w0[i] + sd * noise[s, n0 + i, 0]
+                    w1[i] = w1[i] + sd * noise[s, n0 + i, 1]
+                q0[i], q1[i] = q0[i] + half * w0[i], q1[i] + half * w1[i]
+            grad_block(kind, p, q0, q1, m, f >= 0, e, g0, g1)
+            for i in range(m):
+                if live[i]:
+                    w0[i], w1[i] = w0[i] - half * g0[i], w1[i] - half * g1[i]
+            _record(f, path_of[s], n0, m, q0, q1, e, live, frames, paths, esum)
+        _store(x, n0, m, q0, q1)
+        for i in range(m):
+            v[n0 + i, 0], v[n0 + i, 1], g[n0 + i, 0], g[n0 + i, 1] = w0[i], w1[i], g0[i], g1[i]
