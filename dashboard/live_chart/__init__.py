@@ -57,8 +57,9 @@ def live_chart(fig: go.Figure, *, key: str, config: dict) -> None:
     that lacks a tag all the same (a new iframe) asks once for everything, through the
     component's value.
     """
-    texts = [*(plotly.io.to_json(t, validate=False) for t in fig.data),
-             plotly.io.to_json(fig.layout, validate=False)]  # the traces, then the layout
+    # the traces, then the layout; orjson writes numpy arrays directly (float32 as float32)
+    texts = [*(plotly.io.to_json(t, validate=False, engine="orjson") for t in fig.data),
+             plotly.io.to_json(fig.layout, validate=False, engine="orjson")]
     memo = st.session_state.setdefault(_MEMO, {})
     asked = _asked(key)
     last = memo.get(key)

@@ -10,6 +10,7 @@ samples is reported (a rate is a benchmark figure, not a timed assertion).
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -24,6 +25,8 @@ SAMPLES, PERIOD_MS = 100, 100  # 10 s of samples
 # TICK_BUDGET_S and drawing in the rest, for at least DESIGN_RATE updates/s where the server
 # and the browser each have a core; reported beside the measured rate.
 DESIGN_RATE = 5.0
+WINDOW_S = 8.0  # seconds over which a training rate is measured
+WARM_ITERS = 30  # iterations the page has trained before its rate is measured
 WARMUP_UPDATES = 3  # the chart has drawn this often before sampling starts (a steady state)
 
 # Samples every `period` ms, `n` times: per sample the time, the live chart's trace count
@@ -106,3 +109,53 @@ _ITERATION_JS = r"""() => {
   const m = p && p.innerText.replace(/,/g, '').match(/iteration (\d+) of/);
   return m ? Number(m[1]) : null;
 }"""
+
+
+def _library_rate(url: str, seconds: float) -> float:
+    """Iterations per second of the page's own settings (read from its URL) trained by the
+    library in this process, one thread, as the CLI trains them."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    import torch
+
+    from dashboard import url_build
+
+    values = dict(parse_qsl(urlsplit(url).query))
+    values.setdefault("flow", "langevin")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = url_build.build_trainer(values)
+        for _ in range(3):  # first iterations: allocation, the first evaluation
+            trainer.step()
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds:  # a measuring window, not a wait
+            trainer.step()
+            n += 1
+        return n / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_training_in_the_browser_keeps_the_library_speed(new_page, report):
+    # Benchmark figure (reported, not asserted): the page's iterations per second while it
+    # draws live, against the library alone on the same settings, in the same test. The
+    # goal is 90%; here the browser's own rendering shares the machine's cores with the
+    # server, which a user's browser on their own machine does not.
+    page = new_page("/train")  # the defaults: what users run
+    wait_for(page, "(c) => c.text.includes('Press')", timeout_s=120)
+    alone = _library_rate(page.url, WINDOW_S)
+    page.get_by_test_id("stMain").get_by_role("button", name="start", exact=True).click()
+    wait_for(page, "(c, n) => (" + _ITERATION_JS + ")() >= n", WARM_ITERS, idle=False,
+             timeout_s=120)
+    i0, t0 = page.evaluate(_ITERATION_JS), time.perf_counter()
+    time.sleep(WINDOW_S)  # the measuring window itself, not a wait for a state
+    i1, t1 = page.evaluate(_ITERATION_JS), time.perf_counter()
+    rate = (i1 - i0) / (t1 - t0)
+    report(f"training in the browser: {rate:.1f} it/s while drawing live, the library alone "
+           f"{alone:.1f} it/s on the same settings: {rate / alone:.0%} (goal 90%; load "
+           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, the browser's rendering "
+           "included)")
+    assert i1 > i0, "the live training did not advance"
+    page.get_by_role("button", name="stop").click()
+    assert_no_crash(page)
