@@ -20,6 +20,7 @@ from dashboard.figures import samplers as fs
 from dashboard.figures.figkit import MAX_FIGURE_BYTES, figure_bytes
 from ebmcore.exact.density import quadrature
 from ebmcore.exact.modes import mixture_centres
+from ebmcore.exact.view import view_box
 from ebmcore.sampling.compare import equal_gradient_race, mode_weights, phase_space
 from ebmcore.sampling.runner import SampleConfig
 from ebmcore.sampling.stepwise import step_by_step
@@ -198,3 +199,31 @@ def test_race_and_modes_figures_show_the_records():
     np.testing.assert_allclose(np.asarray(bars["exact weight (±2 s.e.)"].error_y.array),
                                2 * np.array(w["se"]), rtol=1e-6)
     assert len(bars["plain Langevin (SGLD)"].x) == int(t.params["k"])
+
+
+@pytest.mark.parametrize("name", ["banana", "funnel", "gaussian"])
+def test_flow_and_zoo_figures_frame_the_view_box(name):
+    # the view box (the smallest box holding 99.5% of the mass) frames the panels; the
+    # densities still cover the whole quadrature box underneath
+    t = make_target(name)
+    gd = quadrature(t.energy, t.box, 64)
+    view = tuple(view_box(quadrature(t.energy, t.box, 128)))
+    assert view != tuple(t.box)
+
+    def ranges(fig, ax: str = "") -> tuple:
+        x, y = fig.layout[f"xaxis{ax}"].range, fig.layout[f"yaxis{ax}"].range
+        return (*x, *y)
+
+    x0 = torch.tensor([[0.1, 0.2], [-0.3, 0.4]], dtype=torch.float64)
+    stepwise = fs.stepwise_figure(step_by_step(t, "mala", x0, 3, step_size=0.1, seed=1), gd,
+                                  view=view)
+    phase = fs.phase_figure(phase_space(t, x0, 5, step_size=0.05), gd, view=view)
+    assert ranges(stepwise) == pytest.approx(view) and ranges(phase) == pytest.approx(view)
+    assert phase.layout.xaxis3.range == pytest.approx(view[:2])  # the position axis too
+    j = flow_job(name)
+    steps = [int(j.trace.steps[i]) for i in j.frame_idx]
+    flow = fd.flow_figure([s * 0.05 for s in steps], steps, j.frames, j.curve, j.target.box,
+                          eps=0.05, view=view)
+    assert ranges(flow) == pytest.approx(view) and ranges(flow, "2") == pytest.approx(view)
+    heat = flow.data[0]
+    assert heat.x0 - heat.dx / 2 == pytest.approx(j.target.box[0])  # the density: whole box

@@ -80,7 +80,7 @@ def results(j: flow_live.FlowJob, values: dict) -> None:
         times = [s * cfg.step_size for s in steps]
         j.memo["figs"] = {
             "flow": flow_figure(times, steps, j.frames, j.curve, target.box,
-                                eps=cfg.step_size, rate=rate, drift=drift),
+                                eps=cfg.step_size, rate=rate, drift=drift, view=cfg.init_box),
             "tv": tv_figure(j.curve),
         }
     last = j.curve[-1]

@@ -52,7 +52,7 @@ def compute(view: str, tkey: tuple, v: dict):
         warning = None if not lost else (
             f"{lost} of {x.shape[1]} chains left the box far behind (at ε = "
             f"{float(v['ps_eps']):g} BAOAB is unstable where E is this steep): lower ε.")
-        return phase_figure(rec, gd), warning
+        return phase_figure(rec, gd, view=box), warning
     if view == "race":
         rec = equal_gradient_race(target, gd, steps=int(v["rc_steps"]),
                                   chains=int(v["rc_chains"]), sgld_step=float(v["rc_sgld"]),
@@ -69,7 +69,7 @@ def compute(view: str, tkey: tuple, v: dict):
     rec = step_by_step(target, v["sb_sampler"], starts(target, box, int(v["sb_chains"]), seed),
                        int(v["sb_steps"]), step_size=float(v["sb_eps"]),
                        n_leapfrog=int(v["sb_leapfrog"]), seed=seed)
-    return stepwise_figure(rec, gd), None
+    return stepwise_figure(rec, gd, view=box), None
 
 
 def _diverged(rec: dict) -> str | None:

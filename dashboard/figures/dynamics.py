@@ -74,22 +74,25 @@ def _kl(v: float) -> float:
 def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[Any],
                 curve: Sequence[Any], box: Sequence[float], *, eps: float,
                 rate: float | None = None, drift: Any = None, frame_ms: int = 250,
-                height: int = 540, title: str | None = None) -> go.Figure:
+                height: int = 540, title: str | None = None,
+                view: Sequence[float] | None = None) -> go.Figure:
     """The exact law rho_t and the chains' histogram at step k = t / eps, and the KL curves.
 
     Args:
         times, steps: the frames' times ``t`` and SGLD steps ``k`` (``t = k eps``).
         panels: one ``SideBySide`` per frame (both densities on one colour scale).
         curve: ``ParticleFrame`` s of every recorded step (the KL curves' points).
-        box: the target's box (the panels' axes).
+        box: the target's box (the grid the densities live on).
         rate: for a Gaussian target, the smallest eigenvalue of its precision ``A``; drawn
             as the slope ``exp(-2 rate t)`` of the exact KL's late decay.
         drift: an optional ``DriftField`` drawn over both panels.
+        view: the panels' axes (the box framing the density); ``box`` if None.
     """
     layout = {}
     doms = ([0.0, 0.28], [0.32, 0.6], [0.75, 1.0])
     for k, (xr, yr) in enumerate((("xaxis", "yaxis"), ("xaxis2", "yaxis2"))):
-        ax = box_axes(box, xr, yr, "x" if k == 0 else "x2", y_title="y" if k == 0 else None)
+        ax = box_axes(view or box, xr, yr, "x" if k == 0 else "x2",
+                      y_title="y" if k == 0 else None)
         ax[xr]["domain"] = doms[k]
         ax[yr]["anchor"] = "x" if k == 0 else "x2"
         ax[xr]["anchor"] = "y" if k == 0 else "y2"

@@ -8,6 +8,7 @@ figure carries every step as a Plotly frame, so it plays in the browser.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,20 +31,22 @@ def _arr(v: Any) -> np.ndarray:
 
 
 def phase_figure(rec: dict, gd: Any, *, coord: int = 0, temperature: float = 1.0,
-                 height: int = 470) -> go.Figure:
+                 height: int = 470, view: Sequence[float] | None = None) -> go.Figure:
     """Underdamped chains: positions over the density (left) and phase space x_i vs v_i (right).
 
     Args:
         rec: :func:`ebmcore.sampling.compare.phase_space`'s record.
         coord: which coordinate's phase plane to draw (0: x, 1: y).
+        view: the box the positions are drawn in (framing the density); ``gd.box`` if None.
     """
     x, v = _arr(rec["x"]), _arr(rec["v"])  # (S, K, 2)
     name = "xy"[coord]
-    layout = box_axes(gd.box)
+    box = view or gd.box
+    layout = box_axes(box)
     layout["xaxis"]["domain"] = [0.0, 0.42]
     # fixed ranges: the box, and the Maxwellian's scale (a diverged chain leaves the picture
     # instead of stretching it to 1e100)
-    lo_x, hi_x = (float(b) for b in gd.box[2 * coord: 2 * coord + 2])
+    lo_x, hi_x = (float(b) for b in box[2 * coord: 2 * coord + 2])
     fin = np.abs(v[..., coord][np.isfinite(v[..., coord])])
     vmax = float(np.clip(np.quantile(fin, 0.99) if fin.size else 0.0, 3.0, 10.0)) * np.sqrt(
         temperature) * 1.1
@@ -175,16 +178,17 @@ def _every(i: int, n: int) -> str:
     return str(i) if i == 1 or i % every == 0 else ""
 
 
-def stepwise_figure(rec: dict, gd: Any, *, frame_ms: int = 600, height: int = 640
-                    ) -> go.Figure:
+def stepwise_figure(rec: dict, gd: Any, *, frame_ms: int = 600, height: int = 640,
+                    view: Sequence[float] | None = None) -> go.Figure:
     """MALA / HMC one step at a time: each chain's proposal (the leapfrog path for HMC),
     accepted in green, rejected in red; log alpha on hover; the running acceptance rate.
 
     Args:
         rec: :func:`ebmcore.sampling.stepwise.step_by_step`'s record.
+        view: the box the chains are drawn in (framing the density); ``gd.box`` if None.
     """
     n = len(rec["x"])
-    layout = box_axes(gd.box)
+    layout = box_axes(view or gd.box)
     layout["xaxis"]["domain"] = [0.0, 0.58]
     layout["images"] = [density_image(gd)]  # animations drop contour traces: a picture stays
     layout["xaxis3"] = dict(domain=[0.68, 1.0], anchor="y3", range=[0.5, n + 0.5],
