@@ -98,6 +98,8 @@ class InputGrad:
     Built by :func:`input_grad_fn`.  This base class goes through autograd.
     """
 
+    graph_free = False  # True: needs no autograd graph (callers may run it under no_grad)
+
     def __init__(self, energy: Callable[[Tensor], Tensor]) -> None:
         self.energy = energy
 
@@ -111,6 +113,8 @@ class InputGrad:
 
 class _ByHand(InputGrad):
     """The closed form of one MLP at the weights it had when built."""
+
+    graph_free = True
 
     @torch.no_grad()
     def __init__(self, model: MLPEnergy,
@@ -133,7 +137,8 @@ class _ByHand(InputGrad):
 
     def _forward(self, x: Tensor, last: bool) -> tuple[list[Tensor], list[Tensor]]:
         """Pre-activations and activations; the last activation only when ``last``."""
-        zs = [torch.addmm(self._b1, x.to(self._dtype), self._w1t)]
+        xs = x if x.dtype == self._dtype else x.to(self._dtype)
+        zs = [torch.addmm(self._b1, xs, self._w1t)]
         hs: list[Tensor] = []
         fast = self._fast and x.shape[0] >= FAST_ROWS
         for wt, b, w in self._layers:
@@ -155,15 +160,25 @@ class _ByHand(InputGrad):
                                  hs[i])
         return nn.functional.linear(g, self._w1)
 
-    @torch.no_grad()
+    # no_grad only where grad mode is on: the chains call these under one no_grad for all
+    # steps, and entering it costs as much as an activation kernel at these sizes
     def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self(x)
         zs, hs = self._forward(x, last=True)
         energy = torch.addmv(self._b_out, hs[-1], self._w_out)
-        return energy.to(x.dtype), self._backward(zs, hs).to(x.dtype)
+        g = self._backward(zs, hs)
+        if x.dtype != self._dtype:
+            return energy.to(x.dtype), g.to(x.dtype)
+        return energy, g
 
-    @torch.no_grad()
     def grad(self, x: Tensor) -> Tensor:
-        return self._backward(*self._forward(x, last=False)).to(x.dtype)
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.grad(x)
+        g = self._backward(*self._forward(x, last=False))
+        return g if x.dtype == self._dtype else g.to(x.dtype)
 
 
 def mlp_energy_and_grad(model: MLPEnergy, x: Tensor) -> tuple[Tensor, Tensor]:
