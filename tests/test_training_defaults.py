@@ -5,7 +5,8 @@ broken off after :data:`ITERS` iterations: two exact evaluations.  It must not h
 diverged, and its exact test NLL must be below ``log(area of the box)``, the NLL of the
 uniform density on the box: the model has learned something, not moved its mass away
 from the data.  With eps 0.01, banana's short-run and replay defaults failed both at
-iteration 50 (train NLL 26 nats above uniform).
+iteration 50 (train NLL 26 nats above uniform); with eps 0.01, short-run on circles,
+swissroll, checkerboard and u4 was still worse than uniform at iteration 100.
 """
 
 from __future__ import annotations
@@ -21,18 +22,11 @@ from ebmcore.ebm.training import METHODS, TrainConfig, Trainer
 pytestmark = pytest.mark.slow
 
 ITERS = 100  # two evaluations at the default cadence of 50
-# measured open cases: short-run from noise at eps 0.01 is still worse than uniform at
-# iteration 100 here (test NLL 4.43 vs 4.39 on circles, 4.91 vs 4.31 swissroll, 4.65 vs 4.52
-# checkerboard, 5.06 vs 4.71 u4); strict, so the mark must go once a default fixes one
-OPEN = {("circles", "short-run"), ("swissroll", "short-run"), ("checkerboard", "short-run"),
-        ("u4", "short-run")}
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("data", dataset_names())
-def test_default_run_does_not_diverge(data: str, method: str, request) -> None:
-    if (data, method) in OPEN:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="short-run default slow"))
+def test_default_run_does_not_diverge(data: str, method: str) -> None:
     torch.manual_seed(0)
     trainer = Trainer(make_dataset(data, 2000, 1000, seed=0), TrainConfig(method=method))
     events = list(trainer.run(ITERS))
