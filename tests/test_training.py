@@ -249,3 +249,15 @@ def test_training_bench_rows():
     rows = training_bench(quick=True)
     assert [r["impl"] for r in rows] == [name for name, _ in CASES]
     assert all(r["rate"] > 0 and r["unit"] == "iterations/s" for r in rows)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_default_fits_the_dashboard_budget(method):
+    # the dashboard prices each run at the page's defaults for its data set: every
+    # per-data-set entry of the defaults table must pass its whole-run and per-iteration
+    # limits with the default model (raises ValidationError naming the limit otherwise)
+    from dashboard.scheduler import price_training
+    from ebmcore.ebm.data import dataset_names
+
+    for data in dataset_names():
+        price_training(TrainConfig(method=method).resolved(data), ModelConfig())
