@@ -10,7 +10,13 @@ from torch import nn
 
 from ebmcore.box import Box
 from ebmcore.ebm.data import make_dataset
-from ebmcore.ebm.input_grad import energy_and_input_grad, mlp_energy_and_grad
+from ebmcore.ebm.input_grad import (
+    FAST_ROWS,
+    energy_and_input_grad,
+    fast_linear,
+    input_grad_fn,
+    mlp_energy_and_grad,
+)
 from ebmcore.ebm.models import ACTIVATIONS, MLPEnergy, ModelConfig
 from ebmcore.ebm.negatives import langevin
 from ebmcore.ebm.training import TrainConfig, Trainer
@@ -46,6 +52,25 @@ def test_closed_form_matches_autograd(activation: str, depth: int) -> None:
     assert g_ref.abs().max() > 0.1  # a gradient worth checking
     torch.testing.assert_close(e, e_ref, rtol=TOL, atol=TOL)
     torch.testing.assert_close(g, g_ref, rtol=TOL, atol=TOL)
+
+
+@pytest.mark.skipif(fast_linear is None, reason="this torch has no oneDNN linear kernel")
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_float32_onednn_products_match_autograd(activation: str) -> None:
+    # float32 batches of FAST_ROWS or more take oneDNN's product for the width x width
+    # layers; against float64 autograd they differ by float32 rounding only: ~6e-8 relative
+    # per operation, summed over 32 terms and three layers, below 1e-5 of the largest value.
+    # A transposed or missing factor is an O(1) error.
+    m = _model(activation, 3, gain=2.0).float()
+    x = _points(2 * FAST_ROWS)
+    fn = input_grad_fn(m)
+    assert fn._fast
+    e, g = fn(x.float())
+    e_ref, g_ref = energy_and_grad(_model(activation, 3, gain=2.0), x)
+    for got, ref in ((e, e_ref), (g, g_ref), (fn.grad(x.float()), g_ref)):
+        assert got.dtype == torch.float32
+        err = (got.double() - ref).abs().max() / ref.abs().max()
+        assert err < 1e-5, float(err)
 
 
 def test_every_activation_has_a_closed_form() -> None:

@@ -292,3 +292,15 @@ def test_trainers_built_in_threads_get_their_seeds_weights():
     wrong = {seed: sum(not all(torch.equal(a, b) for a, b in zip(w, alone[seed], strict=True))
                        for w in runs) for seed, runs in built.items()}
     assert not any(wrong.values()), f"trainers with other weights than their seed's: {wrong}"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_default_fits_the_dashboard_budget(method):
+    # the dashboard prices each run at the page's defaults for its data set: every
+    # per-data-set entry of the defaults table must pass its whole-run and per-iteration
+    # limits with the default model (raises ValidationError naming the limit otherwise)
+    from dashboard.scheduler import price_training
+    from ebmcore.ebm.data import dataset_names
+
+    for data in dataset_names():
+        price_training(TrainConfig(method=method).resolved(data), ModelConfig())

@@ -13,6 +13,7 @@ negatives (a fraction restarted from noise); ``exact`` uses the grid instead.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 
@@ -79,16 +80,18 @@ def langevin(
         box = Box.of(box)
         walls = (box.xmin, box.ymin, box.xmax, box.ymax)
         fn = input_grad_fn(energy)  # by hand for the MLP: no graph per step
-        if kernel == "mala":
-            return _mala(fn, x, generator, steps, step_size, temperature, walls)
-        sigma = noise_std(step_size, temperature)
-        if sigma > 0:
-            xi = torch.randn((steps, *x.shape), generator=generator, dtype=x.dtype).numpy()
-        else:  # gradient descent: no draws, a zero move
-            xi = np.zeros((steps, *x.shape), dtype=x.numpy().dtype)
-        xn, reflect = x.numpy(), boundary != "clamp"
-        for k in range(steps):
-            sgld_move(xn, fn.grad(x).numpy(), xi[k], step_size, sigma, *walls, reflect)
+        # one no_grad for all steps where no step needs a graph (autograd's does)
+        with torch.no_grad() if fn.graph_free else contextlib.nullcontext():
+            if kernel == "mala":
+                return _mala(fn, x, generator, steps, step_size, temperature, walls)
+            sigma = noise_std(step_size, temperature)
+            if sigma > 0:
+                xi = torch.randn((steps, *x.shape), generator=generator, dtype=x.dtype).numpy()
+            else:  # gradient descent: no draws, a zero move
+                xi = np.zeros((steps, *x.shape), dtype=x.numpy().dtype)
+            xn, reflect = x.numpy(), boundary != "clamp"
+            for k in range(steps):
+                sgld_move(xn, fn.grad(x).numpy(), xi[k], step_size, sigma, *walls, reflect)
     finally:
         for p in params:
             p.requires_grad_(True)
