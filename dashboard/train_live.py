@@ -37,6 +37,8 @@ __all__ = [
     "DEFAULT_FLOW",
     "FLOWS",
     "LEASE_S",
+    "MAX_FRAMES",
+    "Frame",
     "Snapshot",
     "TrainSession",
     "advance",
@@ -56,10 +58,21 @@ LEASE_S = 10.0  # the worker trains on this long after the last pump, then waits
 # (measured: training at 59-75% of its foreground speed while drawing, 91% at 0.5 ms).
 SWITCH_INTERVAL_S = 0.0005
 
+MAX_FRAMES = 20  # evaluation snapshots a session keeps (evenly thinned, the last one kept)
+
 ADVERSARIAL = "adversarial"
 ALL_METHODS = (*METHODS, ADVERSARIAL)
 FLOWS = ("langevin", "hmc")  # the adversarial sampler's dynamics
 DEFAULT_FLOW = AdversarialConfig().flow  # the library's default, not repeated here
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the model looked like at one evaluation: the scrubber's frames."""
+
+    iteration: int  # the evaluation's iteration
+    density: Any  # the model's GridDensity then
+    negatives: Any  # the negatives of that iteration (a copy), or None
 
 
 @dataclass
@@ -80,6 +93,8 @@ class TrainSession:
     worker: threading.Thread | None = field(default=None, repr=False, compare=False)
     view: Any = None  # the Snapshot published after the last iteration
     waiting: int = 0  # threads waiting for `busy`: the worker lets them in (locks are unfair)
+    frames: list = field(default_factory=list)  # a Frame per evaluation (at most MAX_FRAMES)
+    framed: int = 0  # evaluation rows already turned into frames
 
     @property
     def rate(self) -> float:
@@ -143,7 +158,20 @@ def _record(s: TrainSession, ev: Any) -> None:
     s.last = ev
     s.losses.append((ev.iteration, ev.loss))
     s.iters_done += 1
+    _keep_frame(s, ev)
     s.view = _copy(s)  # published between two iterations: drawing never waits for the lock
+
+
+def _keep_frame(s: TrainSession, ev: Any) -> None:
+    """A Frame for each new evaluation row; past MAX_FRAMES every other one goes (the
+    first and the last stay), so the frames keep spanning the whole run."""
+    tr = s.trainer
+    if len(tr.history) <= s.framed or tr.last_metrics is None:
+        return
+    s.framed = len(tr.history)
+    frames = [*s.frames, Frame(int(tr.history[-1]["iteration"]), tr.last_metrics.density,
+                               ev.negatives)]
+    s.frames = frames[::2] if len(frames) > MAX_FRAMES and len(frames) % 2 else frames
 
 
 def _work(s: TrainSession) -> None:

@@ -346,8 +346,13 @@ def test_training_start_pause_resume_stop_reset():
     run(at)
     it = sess.trainer.iteration
     assert sess.status == "stopped" and metric(at, "KL(p_data ‖ p_θ)") != "—"
-    nll_curve = next(t for t in charts(at)[-1]["data"] if t.get("name") == "test NLL")
+    nll_curve = next(t for c in charts(at) for t in c["data"] if t.get("name") == "test NLL")
     assert list(nll_curve["x"])[:2] == [50, 100]
+    # stopped: the scrubber replays the model at each evaluation so far
+    assert any(e.label.startswith("how the model evolved") for e in at.expander)
+    evo = next(c for c in charts(at) if c.get("frames"))
+    assert [f["name"] for f in evo["frames"]] == [str(f.iteration) for f in sess.frames]
+    assert len(sess.frames) >= 2
     run(at)
     assert sess.trainer.iteration == it  # stopped: nothing runs
     at.button(key=state.widget_key("training", "reset")).click()

@@ -162,6 +162,43 @@ def test_model_figure_with_buffer_and_negatives(gd):
                    "contour") == []
 
 
+def test_evolution_figure_steps_through_the_evaluations():
+    from dashboard.train_live import MAX_FRAMES, Frame
+    from ebmcore.exact.density import quadrature as quad
+
+    # a density moving along x over the evaluations, and its negatives with it
+    frames = []
+    for k in range(MAX_FRAMES):
+        shift = -2 + 4 * k / (MAX_FRAMES - 1)
+        frames.append(Frame(50 * (k + 1), quad(
+            lambda x, s=shift: 0.5 * ((x - torch.tensor([s, 0.0], dtype=x.dtype)) ** 2).sum(1),
+            BOX, 256), torch.randn(2000, 2, generator=torch.Generator().manual_seed(k))
+            + torch.tensor([shift, 0.0])))
+    data = torch.randn(3000, 2, generator=torch.Generator().manual_seed(99))
+    fig = valid(plots_train.evolution_figure(BOX, frames, data))
+    assert [t.name for t in fig.data] == ["p_θ", "data", "negatives"]
+    assert len(fig.frames) == MAX_FRAMES and fig.layout.title.text == "p_θ at iteration 50"
+    steps = fig.layout.sliders[0].steps
+    assert [s.args[0][0] for s in steps] == [str(f.iteration) for f in frames]
+    for f, fr in zip(frames, fig.frames, strict=True):
+        contour, neg = fr.data
+        assert fr.name == str(f.iteration) and list(fr.traces) == [0, 2]
+        assert fr.layout.title.text == f"p_θ at iteration {f.iteration:,}"
+        # the drawn density peaks where that evaluation's does (the grids' argmax agree)
+        z = np.asarray(contour.z)
+        j = np.unravel_index(np.argmax(z), z.shape)
+        assert float(np.asarray(contour.x)[j[1]]) == pytest.approx(
+            float(f.density.xs[np.unravel_index(int(f.density.density.argmax()),
+                                                 f.density.density.shape)[1]]), abs=0.2)
+        # at most 400 drawn, evenly spaced among iid draws: their mean is within 3 standard
+        # errors (3 / sqrt(400) = 0.15) of all 2000's (fixed seeds)
+        assert len(neg.x) <= 400 and np.mean(neg.x) == pytest.approx(
+            float(f.negatives[:, 0].mean()), abs=0.15)
+    # every frame, the data and the slider stay within what one figure may weigh
+    assert figkit.figure_bytes(fig) < figkit.MAX_FIGURE_BYTES
+    assert valid(plots_train.evolution_figure(BOX, [], data)).frames == ()
+
+
 def test_training_curves_exact_and_adversarial():
     rows = [{"iteration": i, "nll_train": 3 - i / 1000, "nll_test": 3.1 - i / 1000,
              "kl": 1 / i, "log_z": 2.0, "bound": 1.9, "gap": 0.1} for i in (50, 100, 150)]

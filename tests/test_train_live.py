@@ -61,3 +61,24 @@ def test_checkpoint_while_the_worker_trains(data):
     s.status = "stopped"
     s.worker.join(60)
     assert 0 < back.iteration <= s.trainer.iteration
+
+
+def test_frames_one_per_evaluation_thinned_to_span_the_run(data):
+    # the scrubber's frames: one per evaluation, each the model's density at that
+    # evaluation (its exact log Z is the row's), thinned past MAX_FRAMES keeping both ends
+    from ebmcore.ebm.training import TrainConfig, Trainer
+
+    evals = 2 * train_live.MAX_FRAMES + 5
+    tr = Trainer(data, TrainConfig(method="persistent", iters=2 * evals, eval_every=2,
+                                   steps=2, seed=0), ModelConfig(width=16))
+    s = train_live.start(("k",), tr)
+    train_live.advance(s, 600.0)
+    rows = tr.history
+    assert s.status == "finished" and len(rows) >= evals
+    its = [f.iteration for f in s.frames]
+    assert 2 <= len(its) <= train_live.MAX_FRAMES and its == sorted(set(its))
+    assert its[0] == rows[0]["iteration"] and its[-1] == rows[-1]["iteration"]
+    by_it = {r["iteration"]: r for r in rows}
+    for f in s.frames:
+        assert f.density.log_z == pytest.approx(by_it[f.iteration]["log_z"], rel=1e-6)
+        assert f.negatives is not None and f.negatives.shape[1] == 2

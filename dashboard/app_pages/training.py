@@ -92,6 +92,24 @@ def live(sess_key: tuple) -> None:
               draw=lambda s: show(s, live=True))
 
 
+def evolution(sess: train_live.TrainSession) -> None:
+    """The model at each evaluation, replayed in the browser (and as an HTML file)."""
+    frames, tr = sess.frames, sess.trainer
+    if len(frames) < 2:
+        return
+
+    def fig():
+        return figures.evolution_figure(tr.box, frames, tr.dataset.train)
+
+    with st.expander(f"how the model evolved: {len(frames)} snapshots, one per evaluation",
+                     icon=":material/movie:"):
+        panels.chart(fig())
+        panels.download_html("interactive HTML", lambda: [("the model at each evaluation",
+                                                           fig())],
+                             "Langevin Lab: an EBM in training", "ebm_evolution.html",
+                             key=_w("dl_evolution"))
+
+
 def buttons(sess, values: dict) -> None:
     status = None if sess is None else sess.status
     row = st.container(horizontal=True)
@@ -189,6 +207,7 @@ def main() -> None:
         live(sess.key)
     else:
         show(sess)
+        evolution(sess)  # paused, stopped or finished: the snapshots so far
     files(sess)
 
 

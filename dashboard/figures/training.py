@@ -20,7 +20,7 @@ from dashboard.figures.figkit import (
     points_trace,
 )
 
-__all__ = ["model_figure", "training_curves"]
+__all__ = ["evolution_figure", "model_figure", "training_curves"]
 
 
 def model_figure(box: Sequence[float], density: Any, data: Any, negatives: Any, *,
@@ -48,6 +48,58 @@ def model_figure(box: Sequence[float], density: Any, data: Any, negatives: Any, 
         traces.append(points_trace(pts, name="negatives", color=COLORS["negatives"], size=5,
                                    opacity=0.85, outline=0.4))
     return figure(traces, box_axes(box), height=height, title=title)
+
+
+def evolution_figure(box: Sequence[float], frames: Sequence[Any], data: Any, *,
+                     max_points: int = 400, cells: int = 50, frame_ms: int = 400,
+                     height: int = 600) -> go.Figure:
+    """The learned density and the negatives at each evaluation, over the data: a slider
+    and a play button step through them in the browser (Plotly frames, no server).
+
+    Args:
+        box: the model's box (fixed axis ranges).
+        frames: one per evaluation, each with ``iteration``, ``density`` (a GridDensity)
+            and ``negatives`` (``(m, 2)`` or None), in order.
+        data: ``(n, 2)`` training points, drawn under every frame.
+        max_points, cells: per frame, the negatives and the density grid side drawn (the
+            whole animation stays within MAX_FIGURE_BYTES for MAX_FRAMES frames).
+    """
+    def moving(f: Any) -> list[dict]:
+        pts = np.zeros((0, 2), np.float32) if f.negatives is None else drawn_points(
+            f.negatives, max_points)[0]
+        return [density_trace(f.density, name="p_θ", max_cells=cells),
+                points_trace(pts, name="negatives", color=COLORS["negatives"], size=5,
+                             opacity=0.85, outline=0.4, gl=False)]
+
+    pts, _ = drawn_points(data, max_points)
+    shown = points_trace(pts, name="data", color=COLORS["data"], size=4, opacity=0.45,
+                         gl=False)
+    first = moving(frames[0]) if frames else []
+    traces = [*first[:1], shown, *first[1:]]
+    title = [f"p_θ at iteration {f.iteration:,}" for f in frames]
+    spec_frames = [dict(name=str(f.iteration), traces=[0, 2], data=moving(f),
+                        layout=dict(title=dict(text=t)))
+                   for f, t in zip(frames, title, strict=True)]
+    still = dict(frame=dict(duration=0, redraw=True), transition=dict(duration=0),
+                 mode="immediate")
+    play = dict(frame=dict(duration=frame_ms, redraw=True), transition=dict(duration=0),
+                mode="immediate", fromcurrent=True)
+    layout = box_axes(box)
+    every = max(1, round(len(frames) / 8))
+    layout["updatemenus"] = [dict(
+        type="buttons", direction="left", x=0.0, y=-0.17, xanchor="left", yanchor="top",
+        showactive=False,
+        buttons=[dict(label="▶ play", method="animate", args=[None, play]),
+                 dict(label="❚❚ pause", method="animate", args=[[None], still])])]
+    layout["sliders"] = [dict(
+        active=0, x=0.2, y=-0.15, len=0.8, yanchor="top", pad=dict(t=0, b=0),
+        currentvalue=dict(visible=False), font=dict(size=10),
+        steps=[dict(label=f"{f.iteration:,}" if i % every == 0 else "", method="animate",
+                    args=[[str(f.iteration)], still]) for i, f in enumerate(frames)])]
+    fig = figure(traces if frames else [shown], layout, height=height,
+                 title=title[0] if frames else "no evaluation yet", frames=spec_frames)
+    fig.layout.margin.b = 130  # room for the x axis title, then the slider
+    return fig
 
 
 def _col(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
