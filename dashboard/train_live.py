@@ -171,7 +171,7 @@ def _keep_frame(s: TrainSession, ev: Any) -> None:
     s.framed = len(tr.history)
     frames = [*s.frames, Frame(int(tr.history[-1]["iteration"]), tr.last_metrics.density,
                                ev.negatives)]
-    s.frames = frames[::2] if len(frames) > MAX_FRAMES and len(frames) % 2 else frames
+    s.frames = [*frames[:-1:2], frames[-1]] if len(frames) > MAX_FRAMES else frames
 
 
 def _work(s: TrainSession) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.figures.figkit import COLORS, box_axes, f32, figure
+from dashboard.figures.figkit import COLORS, animate_args, box_axes, f32, figure, play_pause
 
 __all__ = ["FLOW_SCALE", "drift_traces", "flow_figure", "tv_figure"]
 
@@ -149,15 +149,8 @@ def flow_figure(times: Sequence[float], steps: Sequence[int], panels: Sequence[A
             dict(type="heatmap", z=f32(p.exact), zmax=_zmax(p)),
             dict(type="heatmap", z=f32(p.particles), zmax=_zmax(p)),
             _cursor(t, top)], layout=dict(title=dict(text=_when(t, k, eps)))))
-    still = dict(frame=dict(duration=0, redraw=True), transition=dict(duration=0),
-                 mode="immediate")
-    play = dict(frame=dict(duration=frame_ms, redraw=True), transition=dict(duration=0),
-                mode="immediate", fromcurrent=True)
-    layout["updatemenus"] = [dict(
-        type="buttons", direction="left", x=0.0, y=-0.26, xanchor="left", yanchor="top",
-        pad=dict(r=8, t=0), showactive=False,
-        buttons=[dict(label="▶ play", method="animate", args=[None, play]),
-                 dict(label="❚❚ pause", method="animate", args=[[None], still])])]
+    still, play = animate_args(frame_ms)
+    layout["updatemenus"] = play_pause(still, play, y=-0.26)
     layout["sliders"] = [dict(
         active=0, x=0.16, y=-0.23, len=0.84, yanchor="top",
         pad=dict(t=0, b=0), font=dict(size=10),

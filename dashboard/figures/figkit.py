@@ -22,6 +22,7 @@ __all__ = [
     "GL_THRESHOLD",
     "MAX_CELLS",
     "MAX_FIGURE_BYTES",
+    "animate_args",
     "axis_names",
     "box_axes",
     "decimate",
@@ -32,6 +33,7 @@ __all__ = [
     "figure",
     "figure_bytes",
     "grid_layout",
+    "play_pause",
     "points_trace",
     "to_np",
 ]
@@ -143,6 +145,25 @@ def figure(data: list[dict], layout: dict, *, height: int, title: str | None = N
     if frames is not None:
         spec["frames"] = frames
     return go.Figure(spec, _validate=False)
+
+
+def animate_args(frame_ms: int, *, redraw: bool = True) -> tuple[dict, dict]:
+    """``Plotly.animate`` options of our players: ``still`` shows one frame at once (the
+    slider, pause), ``play`` plays on from the current frame every ``frame_ms``."""
+    still = dict(frame=dict(duration=0, redraw=redraw), transition=dict(duration=0),
+                 mode="immediate")
+    play = dict(frame=dict(duration=frame_ms, redraw=redraw), transition=dict(duration=0),
+                mode="immediate", fromcurrent=True)
+    return still, play
+
+
+def play_pause(still: dict, play: dict, *, y: float,
+               labels: tuple[str, str] = ("▶ play", "❚❚ pause")) -> list[dict]:
+    """The ``updatemenus`` of a player: play and pause buttons at the left, at height ``y``."""
+    return [dict(type="buttons", direction="left", x=0.0, y=y, xanchor="left", yanchor="top",
+                 pad=dict(r=8, t=0), showactive=False,
+                 buttons=[dict(label=labels[0], method="animate", args=[None, play]),
+                          dict(label=labels[1], method="animate", args=[[None], still])])]
 
 
 # -- layers shared by the figures ------------------------------------------------------

@@ -14,7 +14,16 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.figures.figkit import COLORS, box_axes, density_image, density_trace, f32, figure
+from dashboard.figures.figkit import (
+    COLORS,
+    animate_args,
+    box_axes,
+    density_image,
+    density_trace,
+    f32,
+    figure,
+    play_pause,
+)
 
 __all__ = ["modes_figure", "phase_figure", "race_figure", "stepwise_figure"]
 
@@ -223,15 +232,8 @@ def stepwise_figure(rec: dict, gd: Any, *, frame_ms: int = 600, height: int = 64
         texts.append(text)
         frames.append(dict(name=str(s + 1), data=traces, traces=list(range(6)),
                            layout=dict(title=dict(text=text))))
-    still = dict(frame=dict(duration=0, redraw=True), transition=dict(duration=0),
-                 mode="immediate")
-    play = dict(frame=dict(duration=frame_ms, redraw=True), transition=dict(duration=0),
-                mode="immediate", fromcurrent=True)
-    layout["updatemenus"] = [dict(
-        type="buttons", direction="left", x=0.0, y=-0.17, xanchor="left", yanchor="top",
-        pad=dict(r=8, t=0), showactive=False,
-        buttons=[dict(label="▶ play", method="animate", args=[None, play]),
-                 dict(label="❚❚ pause", method="animate", args=[[None], still])])]
+    still, play = animate_args(frame_ms)
+    layout["updatemenus"] = play_pause(still, play, y=-0.17)
     layout["sliders"] = [dict(
         active=0, x=0.16, y=-0.14, len=0.84, yanchor="top", pad=dict(t=0, b=0),
         currentvalue=dict(visible=False), font=dict(size=10),  # the title names the step

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 
 from dashboard.figures.figkit import (
     COLORS,
+    animate_args,
     box_axes,
     decimate,
     density_image,
@@ -25,6 +26,7 @@ from dashboard.figures.figkit import (
     f32,
     figure,
     grid_layout,
+    play_pause,
     points_trace,
     to_np,
 )
@@ -104,17 +106,10 @@ def replay_figure(gd: Any, steps: Any, positions: Any, *, max_frames: int = 40,
                          size=5)]
     frames = [dict(data=[dict(type="scatter", x=xy[:, 0], y=xy[:, 1])], traces=[0],
                    name=str(int(st_[f]))) for f, xy in zip(fi, frames_xy, strict=True)]
-    still = dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0),
-                 mode="immediate")
-    play = dict(frame=dict(duration=frame_ms, redraw=False), transition=dict(duration=0),
-                mode="immediate", fromcurrent=True)
+    still, play = animate_args(frame_ms, redraw=False)
     layout = box_axes(gd.box)
     layout["images"] = [density_image(gd)]  # animations drop contour traces: a picture stays
-    layout["updatemenus"] = [dict(
-        type="buttons", direction="left", x=0.0, y=-0.13, xanchor="left", yanchor="top",
-        pad=dict(r=8, t=0), showactive=False,
-        buttons=[dict(label="play", method="animate", args=[None, play]),
-                 dict(label="pause", method="animate", args=[[None], still])])]
+    layout["updatemenus"] = play_pause(still, play, y=-0.13, labels=("play", "pause"))
     layout["sliders"] = [dict(
         active=len(fi) - 1, x=0.2, y=-0.1, len=0.8, yanchor="top", pad=dict(t=0, b=0),
         currentvalue=dict(prefix="step ", xanchor="right", font=dict(size=12)),

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 
 from dashboard.figures.figkit import (
     COLORS,
+    animate_args,
     box_axes,
     decimate,
     density_trace,
@@ -17,6 +18,7 @@ from dashboard.figures.figkit import (
     f32,
     figure,
     grid_layout,
+    play_pause,
     points_trace,
 )
 
@@ -80,17 +82,10 @@ def evolution_figure(box: Sequence[float], frames: Sequence[Any], data: Any, *,
     spec_frames = [dict(name=str(f.iteration), traces=[0, 2], data=moving(f),
                         layout=dict(title=dict(text=t)))
                    for f, t in zip(frames, title, strict=True)]
-    still = dict(frame=dict(duration=0, redraw=True), transition=dict(duration=0),
-                 mode="immediate")
-    play = dict(frame=dict(duration=frame_ms, redraw=True), transition=dict(duration=0),
-                mode="immediate", fromcurrent=True)
+    still, play = animate_args(frame_ms)
     layout = box_axes(box)
     every = max(1, round(len(frames) / 8))
-    layout["updatemenus"] = [dict(
-        type="buttons", direction="left", x=0.0, y=-0.17, xanchor="left", yanchor="top",
-        showactive=False,
-        buttons=[dict(label="▶ play", method="animate", args=[None, play]),
-                 dict(label="❚❚ pause", method="animate", args=[[None], still])])]
+    layout["updatemenus"] = play_pause(still, play, y=-0.17)
     layout["sliders"] = [dict(
         active=0, x=0.2, y=-0.15, len=0.8, yanchor="top", pad=dict(t=0, b=0),
         currentvalue=dict(visible=False), font=dict(size=10),
