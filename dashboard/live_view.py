@@ -49,7 +49,7 @@ class Stop:
 
 def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
               done: Callable[[Any], bool], draw: Callable[[Any], None],
-              stop: Stop | None = None, running: bool = True) -> None:
+              stop: Stop | None = None, running: bool = True, fair: bool = True) -> None:
     """Draw ``job()`` in a fragment that steps it every :data:`TICK_S` while it runs.
 
     Args:
@@ -61,6 +61,8 @@ def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
         draw: draws the job (progress, charts) inside the fragment.
         stop: an optional stop button shown while the job runs.
         running: tick only while true (a finished job is drawn once, without ticking).
+        fair: step in a fair turn; False for a step that only waits on a worker thread
+            (which steps aside for lighter sessions and charges its compute itself).
     """
 
     who = scheduler.owner()
@@ -81,7 +83,7 @@ def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
             else:
                 scheduler.run_slice(
                     who, j, lambda: scheduler.session_open(who) and job() is j, step,
-                    TICK_BUDGET_S)
+                    TICK_BUDGET_S, fair=fair)
         if live and done(j) and _first_sight(j):
             st.rerun(scope="app")
         draw(j)

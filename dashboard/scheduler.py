@@ -4,7 +4,9 @@ Every slice of live work (a tick of a live view, the first compute of a page run
 a *turn* (:meth:`FairTurns.turn`): at most :data:`SLOTS` turns compute at once, and when
 several sessions wait, the one that computed least lately goes first. A heavy session
 therefore gets what is left once light ones are served, and a light session waits at most
-one slice (about :data:`dashboard.live_view.TICK_BUDGET_S`) of each busy slot.
+one slice (about :data:`dashboard.live_view.TICK_BUDGET_S`) of each busy slot. Work
+outside turns (a training worker) steps aside between its iterations while a lighter
+session runs its page (:meth:`FairTurns.step_aside`), and is charged to its owner.
 
 :func:`run_slice` also skips the slice when it is no longer wanted: its session was
 closed, or its job was replaced by a new run. Work runs in slices bounded in time, so a
@@ -95,6 +97,26 @@ class FairTurns:
                     del self._foreground[who]
                 self._cv.notify_all()
 
+    def step_aside(self, who: Hashable) -> float:
+        """For work outside turns (a training worker between two iterations): wait while a
+        lighter session runs its page, at most ``max_defer_s``.
+
+        Returns the seconds waited.
+        """
+        t0 = time.perf_counter()
+        with self._cv:
+            while True:
+                now = time.perf_counter()
+                if now - t0 >= self.max_defer_s or not self._deferred(who, now):
+                    return now - t0
+                self._cv.wait(timeout=0.05)
+
+    def charge(self, who: Hashable, seconds: float) -> None:
+        """Count ``seconds`` of compute done outside turns as ``who``'s usage."""
+        now = time.perf_counter()
+        with self._cv:
+            self._used[who] = (self.usage(who, now) + seconds, now)
+
     @contextmanager
     def turn(self, who: Hashable) -> Iterator[None]:
         """Hold a slot for the body; re-entrant within one thread (a nested turn is free)."""
@@ -161,12 +183,20 @@ def session_open(sid: Hashable) -> bool:
 
 def run_slice(who: Hashable, job: Any, wanted: Callable[[], bool],
               step: Callable[[Any, float], Any], budget_s: float,
-              turns: FairTurns = TURNS) -> bool:
+              turns: FairTurns = TURNS, fair: bool = True) -> bool:
     """``step(job, budget_s)`` in a fair turn of ``who``, unless no longer ``wanted()``
     (checked once the turn comes: waiting may have outlived the session or the job).
 
+    ``fair=False`` steps without a turn: for a step that only waits on work done
+    elsewhere (a training worker, which steps aside and charges its compute itself).
+
     Returns whether it stepped.
     """
+    if not fair:
+        if not wanted():
+            return False
+        step(job, budget_s)
+        return True
     with turns.turn(who):
         if not wanted():
             return False

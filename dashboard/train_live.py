@@ -9,7 +9,9 @@ same run as an uninterrupted one.
 :func:`advance` trains in the caller's thread.  The live page uses :func:`pump`
 instead: a worker thread trains while the page draws, so drawing never holds training
 up; it stops between two iterations when the session is no longer running or when no
-page has pumped it for :data:`LEASE_S` (a closed tab stops its training).  Both take
+page has pumped it for :data:`LEASE_S` (a closed tab stops its training); between two
+iterations it steps aside while a lighter session runs its page (fair sharing, see
+:mod:`dashboard.scheduler`), and its compute counts as its session's.  Both take
 the session's lock per iteration, so they never step the trainer at once, and
 :func:`snapshot` copies what a drawing reads under the same lock.
 """
@@ -95,6 +97,7 @@ class TrainSession:
     waiting: int = 0  # threads waiting for `busy`: the worker lets them in (locks are unfair)
     frames: list = field(default_factory=list)  # a Frame per evaluation (at most MAX_FRAMES)
     framed: int = 0  # evaluation rows already turned into frames
+    owner: Any = "-"  # the browser session the worker trains for (its fair-share account)
 
     @property
     def rate(self) -> float:
@@ -177,6 +180,7 @@ def _keep_frame(s: TrainSession, ev: Any) -> None:
 def _work(s: TrainSession) -> None:
     """The worker: one iteration at a time, under the lock, while running and leased."""
     while s.status == "running" and time.perf_counter() - s.pumped < LEASE_S:
+        scheduler.TURNS.step_aside(s.owner)  # a lighter session's page goes first
         with s.busy:
             if s.status != "running" or s.trainer.finished:
                 break
@@ -187,7 +191,9 @@ def _work(s: TrainSession) -> None:
                 _failed(s, exc)
                 break
             finally:
-                s.compute_s += time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                s.compute_s += dt
+                scheduler.TURNS.charge(s.owner, dt)
             _record(s, ev)
         while s.waiting and s.status == "running":  # let a checkpoint in between iterations
             time.sleep(0.001)
@@ -208,6 +214,7 @@ def pump(s: TrainSession, budget_s: float) -> TrainSession:
     if s.status != "running":
         return s
     s.pumped = time.perf_counter()
+    s.owner = scheduler.owner()
     if s.worker is None or not s.worker.is_alive():
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         s.worker = threading.Thread(target=_work, args=(s,), daemon=True,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from dashboard import train_live
+from dashboard import scheduler, train_live
 from ebmcore.ebm.data import make_dataset
 from ebmcore.ebm.models import ModelConfig
 
@@ -82,3 +84,32 @@ def test_frames_one_per_evaluation_thinned_to_span_the_run(data):
     for f in s.frames:
         assert f.density.log_z == pytest.approx(by_it[f.iteration]["log_z"], rel=1e-6)
         assert f.negatives is not None and f.negatives.shape[1] == 2
+
+
+
+def _until(predicate, wait_s: float = 60.0) -> None:
+    """Wait for ``predicate()`` (a state), failing only if it never comes."""
+    deadline = time.monotonic() + wait_s
+    while not predicate():
+        assert time.monotonic() < deadline, "the state never came"
+        time.sleep(0.001)
+
+
+def test_the_worker_charges_its_session_and_steps_aside_for_a_lighter_page(data, monkeypatch):
+    turns = scheduler.FairTurns(slots=1, half_life_s=1e9, max_defer_s=1e9)  # no timing
+    monkeypatch.setattr(scheduler, "TURNS", turns)
+    s = _session(data, 1_000_000, "persistent")
+    train_live.pump(s, 0.0)  # outside a server the owner is "-"
+    s.pumped = 1e18  # the lease never runs out within the test
+    _until(lambda: turns.usage(s.owner) > 0)  # its compute counts as its session's
+    with turns.foreground("light"):  # lighter: it never computed
+        # the iteration in flight ends, then the worker stays aside while the page runs
+        # (a window to observe that nothing moves, not a wait for a state)
+        s.worker.join(0.5)
+        held = s.trainer.iteration
+        for _ in range(20):
+            s.worker.join(0.01)
+            assert s.trainer.iteration == held
+    _until(lambda: s.trainer.iteration > held)  # the page ended: training goes on
+    s.status = "stopped"
+    s.worker.join(60)

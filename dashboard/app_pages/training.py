@@ -87,9 +87,10 @@ def live(sess_key: tuple) -> None:
         sess = state.get(ss, "train", PAGE)
         return sess if sess is not None and sess.key == sess_key else None
 
-    # pump: a worker trains on while the fragment draws, so drawing does not slow training
+    # pump: a worker trains on while the fragment draws, so drawing does not slow training;
+    # the worker takes its turns itself (it steps aside for lighter sessions)
     live_view(job, step=train_live.pump, done=lambda s: s.status != "running",
-              draw=lambda s: show(s, live=True))
+              draw=lambda s: show(s, live=True), fair=False)
 
 
 def evolution(sess: train_live.TrainSession) -> None:
