@@ -234,16 +234,19 @@ class Snapshot:
     losses: Any  # (iteration, loss) per iteration (their count, in a published copy)
     density: Any  # the last evaluation's density grid, or None
     buffer: Any  # a copy of the replay buffer, or None
+    buffer_age: Any  # a copy of its entries' ages (Langevin runs since noise), or None
     rate: float  # iterations per second of training
 
 
 def _copy(s: TrainSession) -> Snapshot:
     tr = s.trainer
-    buffer = getattr(getattr(tr, "sampler", None), "buffer", None)
+    sampler = getattr(tr, "sampler", None)
+    buffer, age = getattr(sampler, "buffer", None), getattr(sampler, "age", None)
     # history and losses only ever grow: the reader slices them to this moment (cheap)
     return Snapshot(tr.iteration, s.last, len(tr.history), len(s.losses),
                     tr.last_metrics.density if tr.last_metrics is not None else None,
-                    None if buffer is None else buffer.clone(), s.rate)
+                    None if buffer is None else buffer.clone(),
+                    None if age is None else age.clone(), s.rate)
 
 
 def snapshot(s: TrainSession) -> Snapshot:

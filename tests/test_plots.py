@@ -162,6 +162,21 @@ def test_model_figure_with_buffer_and_negatives(gd):
                    "contour") == []
 
 
+def test_replay_buffer_is_coloured_by_age_each_age_with_its_point(gd):
+    buf = torch.randn(10_000, 2)
+    buf[7] = float("nan")  # a diverged entry is not drawn, and its age goes with it
+    age = torch.arange(10_000, dtype=torch.int32)  # entry i has age i: checkable per point
+    fig = valid(plots_train.model_figure(BOX, gd, torch.randn(50, 2), None, buffer=buf,
+                                         buffer_age=age, max_points=500))
+    tr = next(t for t in fig.data if t.name.startswith("replay buffer"))
+    assert "darker = older" in tr.name and len(tr.x) <= 500
+    ages = np.asarray(tr.customdata)
+    assert 7 not in ages
+    np.testing.assert_allclose(tr.x, buf[ages, 0].numpy())  # each age beside its own point
+    np.testing.assert_allclose(tr.marker.color, np.log1p(ages), rtol=1e-6)
+    assert tr.marker.cmin == 0 and tr.marker.cmax == pytest.approx(np.log1p(ages.max()))
+
+
 def test_evolution_figure_steps_through_the_evaluations():
     from dashboard.train_live import MAX_FRAMES, Frame
     from ebmcore.exact.density import quadrature as quad

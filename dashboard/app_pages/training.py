@@ -72,7 +72,8 @@ def show(sess: train_live.TrainSession, live: bool = False) -> None:
     with left:
         panels.chart(figures.model_figure(
             tr.box, snap.density, tr.dataset.train, None if ev is None else ev.negatives,
-            buffer=snap.buffer, title=f"p_θ at iteration {snap.iteration:,}"),
+            buffer=snap.buffer, buffer_age=snap.buffer_age,
+            title=f"p_θ at iteration {snap.iteration:,}"),
             live=_w("live_model") if live else None)
     with right:
         panels.chart(figures.training_curves(

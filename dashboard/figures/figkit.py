@@ -29,6 +29,7 @@ __all__ = [
     "density_image",
     "density_trace",
     "drawn_points",
+    "drawn_with",
     "f32",
     "figure",
     "figure_bytes",
@@ -233,10 +234,18 @@ def points_trace(points: np.ndarray, *, name: str, color: str, size: float = 4.0
 
 def drawn_points(points: Any, cap: int) -> tuple[np.ndarray, int]:
     """At most ``cap`` finite rows of ``points`` as float32, and how many there were."""
+    p, _, n = drawn_with(points, None, cap)
+    return p, n
+
+
+def drawn_with(points: Any, values: Any, cap: int) -> tuple[np.ndarray, Any, int]:
+    """:func:`drawn_points` with a value per point (or None) kept alongside its point."""
     p = f32(points).reshape(-1, 2)
     n = len(p)
-    p = p[np.isfinite(p).all(axis=1)]
-    return p[decimate(len(p), cap)], n
+    keep = np.isfinite(p).all(axis=1)
+    pick = decimate(int(keep.sum()), cap)
+    v = None if values is None else np.asarray(values).reshape(-1)[keep][pick]
+    return p[keep][pick], v, n
 
 
 def box_axes(box: Sequence[float], x: str = "xaxis", y: str = "yaxis", anchor: str = "x",

@@ -15,6 +15,7 @@ from dashboard.figures.figkit import (
     decimate,
     density_trace,
     drawn_points,
+    drawn_with,
     f32,
     figure,
     grid_layout,
@@ -26,23 +27,23 @@ __all__ = ["evolution_figure", "model_figure", "training_curves"]
 
 
 def model_figure(box: Sequence[float], density: Any, data: Any, negatives: Any, *,
-                 buffer: Any = None, max_points: int = 3000, title: str | None = None,
-                 height: int = 520) -> go.Figure:
+                 buffer: Any = None, buffer_age: Any = None, max_points: int = 3000,
+                 title: str | None = None, height: int = 520) -> go.Figure:
     """The learned density (contours) with the data and the current negatives.
 
     Args:
         box: the model's box (fixed axis ranges).
         density: the model's ``GridDensity`` (None before the first evaluation).
         data: ``(n, 2)`` training points; ``negatives``: ``(m, 2)`` current negatives.
-        buffer: optional ``(B, 2)`` replay buffer, drawn faintly underneath.
+        buffer: optional ``(B, 2)`` replay buffer, drawn faintly underneath;
+            ``buffer_age`` (``(B,)``, optional) colours each entry by the Langevin runs
+            it went through since it was drawn from noise (light: fresh, dark: old).
     """
     traces = []
     if density is not None:
         traces.append(density_trace(density, name="p_θ"))
     if buffer is not None:
-        pts, n = drawn_points(buffer, max_points)
-        traces.append(points_trace(pts, name=f"replay buffer ({n:,})", color="#adb5bd",
-                                   size=3, opacity=0.45))
+        traces.append(_buffer_trace(buffer, buffer_age, max_points))
     pts, _ = drawn_points(data, max_points)
     traces.append(points_trace(pts, name="data", color=COLORS["data"], size=4, opacity=0.55))
     if negatives is not None:
@@ -50,6 +51,27 @@ def model_figure(box: Sequence[float], density: Any, data: Any, negatives: Any, 
         traces.append(points_trace(pts, name="negatives", color=COLORS["negatives"], size=5,
                                    opacity=0.85, outline=0.4))
     return figure(traces, box_axes(box), height=height, title=title)
+
+
+AGE_SCALE = [[0.0, "#e9ecef"], [0.5, "#9775fa"], [1.0, "#3b1f80"]]  # fresh -> long mixed
+
+
+def _buffer_trace(buffer: Any, age: Any, max_points: int) -> dict:
+    """The replay buffer's entries, coloured by age (log scale) when ages are given."""
+    pts, a, n = drawn_with(buffer, age, max_points)
+    if a is None:
+        return points_trace(pts, name=f"replay buffer ({n:,})", color="#adb5bd", size=3,
+                            opacity=0.45)
+    a = a.astype(np.int64)
+    tr = points_trace(pts, name=f"replay buffer ({n:,}), darker = older", color="#adb5bd",
+                      size=3, opacity=0.55)
+    oldest = int(a.max()) if len(a) else 0
+    tr["marker"].update(color=np.log1p(a).astype(np.float32), colorscale=AGE_SCALE, cmin=0.0,
+                        cmax=max(float(np.log1p(oldest)), 1e-6), showscale=False)
+    tr["customdata"] = a
+    tr["hovertemplate"] = ("(%{x:.3f}, %{y:.3f}): %{customdata:,} Langevin runs since noise"
+                           "<extra>replay buffer</extra>")
+    return tr
 
 
 def evolution_figure(box: Sequence[float], frames: Sequence[Any], data: Any, *,

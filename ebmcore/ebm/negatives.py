@@ -184,27 +184,43 @@ class PersistentSampler(NegativeSampler):
 
 
 class ReplaySampler(NegativeSampler):
-    """A replay buffer of past negatives; a fraction ``restart`` restarts from noise."""
+    """A replay buffer of past negatives; a fraction ``restart`` restarts from noise.
+
+    ``age[i]`` counts the Langevin runs entry ``i`` went through since it was last drawn
+    from noise (0: still the initial noise): how long its chain has mixed, for drawing.
+    """
 
     def __init__(self, box: Box, size: int, restart: float, generator: torch.Generator,
                  **kw) -> None:
         super().__init__(box, **kw)
         self.restart = restart
         self.buffer = self.box.uniform(size, generator)  # (B, 2)
+        self.age = torch.zeros(size, dtype=torch.int32)  # (B,) runs since noise
 
     def sample(self, energy, n, generator):
         idx = torch.randint(self.buffer.shape[0], (n,), generator=generator)
         fresh = torch.rand(n, generator=generator) < self.restart
         x = torch.where(fresh[:, None], self.box.uniform(n, generator), self.buffer[idx])
+        age = torch.where(fresh, 0, self.age[idx]) + 1
         x = self._run(energy, x, generator)
+        # an index drawn twice: on CPU the last write wins, in both tensors alike
         self.buffer[idx] = x
+        self.age[idx] = age
         return x
 
     def state_dict(self):
-        return {"buffer": self.buffer.clone()}
+        return {"buffer": self.buffer.clone(), "age": self.age.clone()}
 
     def load_state_dict(self, state):
         self.buffer = state["buffer"].clone()
+        age = state.get("age")  # checkpoints before ages: count from now
+        if age is None:
+            self.age = torch.zeros(self.buffer.shape[0], dtype=torch.int32)
+        elif (not isinstance(age, torch.Tensor) or age.shape != self.buffer.shape[:1]
+              or age.dtype != torch.int32 or bool((age < 0).any())):
+            raise ValueError("replay buffer ages")
+        else:
+            self.age = age.clone()
 
 
 def grid_weights(energies: Tensor) -> Tensor:
