@@ -90,22 +90,37 @@ def live(sess_key: tuple) -> None:
 
     # pump: a worker trains on while the fragment draws, so drawing does not slow training;
     # the worker takes its turns itself (it steps aside for lighter sessions)
-    live_view(job, step=train_live.pump, done=lambda s: s.status != "running",
-              draw=lambda s: show(s, live=True), fair=False)
+    def draw(s: train_live.TrainSession) -> None:
+        show(s, live=True)
+        evolution(s, live=True)
+
+    live_view(job, step=train_live.pump, done=lambda s: s.status != "running", draw=draw,
+              fair=False)
 
 
-def evolution(sess: train_live.TrainSession) -> None:
-    """The model at each evaluation, replayed in the browser (and as an HTML file)."""
-    frames, tr = sess.frames, sess.trainer
+def evolution(sess: train_live.TrainSession, live: bool = False) -> None:
+    """The model at each evaluation, replayed in the browser (and as an HTML file); while
+    ``live``, in a live chart that keeps playing until a new snapshot arrives."""
+    frames, tr = sess.frames, sess.trainer  # one list: the worker replaces it, never edits
     if len(frames) < 2:
         return
 
     def fig():
-        return figures.evolution_figure(tr.box, frames, tr.dataset.train)
+        # built once per set of snapshots, not once per live tick
+        key = (id(sess), tuple(f.iteration for f in frames))
+        memo = ss.get("_training_evolution")
+        if memo is None or memo[0] != key:
+            memo = ss["_training_evolution"] = (
+                key, figures.evolution_figure(tr.box, frames, tr.dataset.train, at_last=live))
+        return memo[1]
 
-    with st.expander(f"how the model evolved: {len(frames)} snapshots, one per evaluation",
-                     icon=":material/movie:"):
-        panels.chart(fig())
+    label = "how the model evolved: a snapshot per evaluation"  # one label: stays open
+    with st.expander(label if live else f"{label} ({len(frames)})", icon=":material/movie:"):
+        if live:
+            st.caption(f"{len(frames)} snapshots so far, up to iteration "
+                       f"{frames[-1].iteration:,}: each new one is shown as it comes (once "
+                       "the animation playing ends).")
+        panels.chart(fig(), live=_w("live_evolution") if live else None)
         panels.download_html("interactive HTML", lambda: [("the model at each evaluation",
                                                            fig())],
                              "Langevin Lab: an EBM in training", "ebm_evolution.html",

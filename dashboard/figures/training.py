@@ -76,7 +76,7 @@ def _buffer_trace(buffer: Any, age: Any, max_points: int) -> dict:
 
 def evolution_figure(box: Sequence[float], frames: Sequence[Any], data: Any, *,
                      max_points: int = 400, cells: int = 50, frame_ms: int = 400,
-                     height: int = 600) -> go.Figure:
+                     height: int = 600, at_last: bool = False) -> go.Figure:
     """The learned density and the negatives at each evaluation, over the data: a slider
     and a play button step through them in the browser (Plotly frames, no server).
 
@@ -87,6 +87,7 @@ def evolution_figure(box: Sequence[float], frames: Sequence[Any], data: Any, *,
         data: ``(n, 2)`` training points, drawn under every frame.
         max_points, cells: per frame, the negatives and the density grid side drawn (the
             whole animation stays within MAX_FIGURE_BYTES for MAX_FRAMES frames).
+        at_last: open on the last snapshot (a live run: the newest), not the first.
     """
     def moving(f: Any) -> list[dict]:
         pts = np.zeros((0, 2), np.float32) if f.negatives is None else drawn_points(
@@ -98,7 +99,8 @@ def evolution_figure(box: Sequence[float], frames: Sequence[Any], data: Any, *,
     pts, _ = drawn_points(data, max_points)
     shown = points_trace(pts, name="data", color=COLORS["data"], size=4, opacity=0.45,
                          gl=False)
-    first = moving(frames[0]) if frames else []
+    start = len(frames) - 1 if at_last and frames else 0
+    first = moving(frames[start]) if frames else []
     traces = [*first[:1], shown, *first[1:]]
     title = [f"p_θ at iteration {f.iteration:,}" for f in frames]
     spec_frames = [dict(name=str(f.iteration), traces=[0, 2], data=moving(f),
@@ -109,12 +111,12 @@ def evolution_figure(box: Sequence[float], frames: Sequence[Any], data: Any, *,
     every = max(1, round(len(frames) / 8))
     layout["updatemenus"] = play_pause(still, play, y=-0.17)
     layout["sliders"] = [dict(
-        active=0, x=0.2, y=-0.15, len=0.8, yanchor="top", pad=dict(t=0, b=0),
+        active=start, x=0.2, y=-0.15, len=0.8, yanchor="top", pad=dict(t=0, b=0),
         currentvalue=dict(visible=False), font=dict(size=10),
         steps=[dict(label=f"{f.iteration:,}" if i % every == 0 else "", method="animate",
                     args=[[str(f.iteration)], still]) for i, f in enumerate(frames)])]
     fig = figure(traces if frames else [shown], layout, height=height,
-                 title=title[0] if frames else "no evaluation yet", frames=spec_frames)
+                 title=title[start] if frames else "no evaluation yet", frames=spec_frames)
     fig.layout.margin.b = 130  # room for the x axis title, then the slider
     return fig
 

@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 import plotly.io
 import streamlit as st
 import streamlit.components.v1 as components
+from plotly.io.json import to_json_plotly
 
 __all__ = ["live_chart"]
 
@@ -56,10 +57,17 @@ def live_chart(fig: go.Figure, *, key: str, config: dict) -> None:
     renders the page never sees (a newer render replaces an older one on its way); a page
     that lacks a tag all the same (a new iframe) asks once for everything, through the
     component's value.
+
+    A figure with frames (an animation with its slider and play button) keeps playing in
+    the page: a render whose every part is unchanged leaves it where the user is.
     """
-    # the traces, then the layout; orjson writes numpy arrays directly (float32 as float32)
+    # the traces, then the layout, then any animation frames (as one part); orjson writes
+    # numpy arrays directly (float32 as float32)
     texts = [*(plotly.io.to_json(t, validate=False, engine="orjson") for t in fig.data),
              plotly.io.to_json(fig.layout, validate=False, engine="orjson")]
+    framed = bool(fig.frames)
+    if framed:
+        texts.append(to_json_plotly([f.to_plotly_json() for f in fig.frames], engine="orjson"))
     memo = st.session_state.setdefault(_MEMO, {})
     asked = _asked(key)
     last = memo.get(key)
@@ -73,7 +81,7 @@ def live_chart(fig: go.Figure, *, key: str, config: dict) -> None:
         parts.append([tag] if n >= REPEATS else text)
         sent[tag] = n if n >= REPEATS else n + 1
     memo[key] = {"sent": sent, "answered": asked}
-    _component()(parts=parts, tags=[hash(t) & _TAG_MASK for t in texts],
+    _component()(parts=parts, tags=[hash(t) & _TAG_MASK for t in texts], framed=framed,
                  config=json.dumps(config), key=key, default=None)
 
 

@@ -97,3 +97,48 @@ def test_training_live_pause_resume_stop_and_csv(new_page):
     # the learned density is drawn with the data and the current negatives
     model = find_figure(figures(page), "p_θ", "data", "negatives")
     assert f"iteration {it_stopped:,}" in model["title"]
+
+
+# The live scrubber's chart (in a live-chart iframe): its frame count, the frame shown
+# (its title), whether the training is still running, and the newest frame's title.
+SCRUBBER = """
+(c, a) => {
+  for (const f of document.querySelectorAll('iframe')) {
+    let g = null;
+    try { g = f.contentDocument.getElementById('chart'); } catch (e) { g = null; }
+    const frames = g && g._transitionData ? g._transitionData._frames.length : 0;
+    if (frames >= a.frames) {
+      const bar = document.querySelector('[data-testid="stProgress"]');
+      const last = Number(g._transitionData._frames[frames - 1].name).toLocaleString('en-US');
+      return [frames, g.layout.title.text, !!bar && bar.innerText.includes('running'),
+              `p_θ at iteration ${last}`];
+    }
+  }
+  return false;
+}
+"""
+
+
+def test_the_scrubber_plays_the_snapshots_while_the_run_goes_on(new_page):
+    # a small fast model, many iterations: it runs through the whole test
+    page = new_page(f"/train?iters={TOTAL}&width=16&depth=1&K=5&seed=2")
+    expect(page.get_by_text("Press start")).to_be_visible()
+    _button(page, "start").click()
+    page.get_by_text("how the model evolved").click()  # shown once 2 evaluations exist
+    frames, title, running, newest = wait_for(page, SCRUBBER, {"frames": 3}, idle=False,
+                                              timeout_s=120)
+    assert running and title == newest  # a live scrubber opens on the newest snapshot
+    chart = next(f for f in page.frames if f.evaluate(
+        "() => { const g = document.getElementById('chart');"
+        " return !!(g && g._transitionData && g._transitionData._frames.length); }"))
+    chart.locator(".updatemenu-button").first.click()  # play, from the first snapshot
+    seen = set()
+    for _ in range(200):  # each frame shows 400 ms: a played frame is seen within 0.1 s
+        seen.add(chart.evaluate("() => document.getElementById('chart').layout.title.text"))
+        if len(seen) >= 3:
+            break
+        page.wait_for_timeout(100)  # a sampling period, not a wait for a state
+    assert len(seen) >= 3, seen  # the animation steps on although the run is live
+    more = wait_for(page, SCRUBBER, {"frames": frames + 1}, idle=False, timeout_s=120)
+    assert more[2], "the run finished before a new snapshot arrived"  # added while live
+    assert_no_crash(page)
