@@ -95,7 +95,7 @@ def _until(predicate, wait_s: float = 60.0) -> None:
         time.sleep(0.001)
 
 
-def test_the_worker_charges_its_session_and_steps_aside_for_a_lighter_page(data, monkeypatch):
+def test_the_worker_charges_its_session_and_holds_for_a_lighter_page(data, monkeypatch):
     turns = scheduler.FairTurns(slots=1, half_life_s=1e9, max_defer_s=1e9)  # no timing
     monkeypatch.setattr(scheduler, "TURNS", turns)
     s = _session(data, 1_000_000, "persistent")
