@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 
 from dashboard import scheduler, train_live
 from ebmcore.ebm.data import make_dataset
@@ -22,8 +23,10 @@ def _session(data, iters: int, method: str = "replay") -> train_live.TrainSessio
     return train_live.start(("k", method, iters), tr)
 
 
-@pytest.mark.parametrize("method", ["short-run", "persistent", "replay", "exact"])
+@pytest.mark.parametrize("method", ["short-run", "persistent", "replay", "exact",
+                                    "adversarial"])
 def test_pumped_run_is_the_foreground_run(data, method):
+    # pumped: a worker process trains a copy and hands its final state back
     fg = _session(data, 40, method)
     train_live.advance(fg, 600.0)
     bg = _session(data, 40, method)
@@ -33,6 +36,14 @@ def test_pumped_run_is_the_foreground_run(data, method):
         snaps.append(train_live.snapshot(bg))  # drawing while the worker trains
     assert bg.status == "finished" and fg.status == "finished"
     assert [x for _, x in bg.losses] == [x for _, x in fg.losses]  # bit for bit
+    for a, b in zip(fg.trainer.model.parameters(), bg.trainer.model.parameters(),
+                    strict=True):
+        assert torch.equal(a, b)  # the worker's final state is back in this process
+    def untimed(rows):
+        return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
+
+    assert untimed(bg.trainer.history) == untimed(fg.trainer.history)
+    assert torch.equal(bg.trainer.generator.get_state(), fg.trainer.generator.get_state())
     for snap in snaps:  # each copy is one moment: its numbers agree with each other
         assert len(snap.losses) == snap.iteration
         assert snap.last is None or snap.last.iteration == snap.iteration
