@@ -41,13 +41,35 @@ LOAD_WINDOW_S = 3.0  # the window measuring the heavy sessions' load alone
 FAR_NICE = 10  # the heavy tabs' browser: served after the server and the light tab
 
 
-def _cpu_s(pid: int) -> float:
+def _stat(pid: int) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+            return f.read().rsplit(")", 1)[1].split()
     except OSError:  # the process ended meanwhile
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+        return None
+
+
+def _cpu_s(pid: int) -> float:
+    fields = _stat(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid`` and its descendants (the training workers, forked by the fork
+    server the server started), the reaped ones included (their parents' cutime, cstime)."""
+    stats = {int(p): s for p in filter(str.isdigit, os.listdir("/proc"))
+             if (s := _stat(int(p))) is not None}
+    kids: dict[int, list[int]] = {}
+    for p, s in stats.items():
+        kids.setdefault(int(s[1]), []).append(p)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            f = stats[p]
+            total += (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / TICKS
+        todo.extend(kids.get(p, []))
+    return total
 
 
 @pytest.fixture(scope="module")
@@ -102,13 +124,13 @@ def _first_chart_s(new_page, seed: int) -> tuple[float, float]:
 
 
 def _seconds_to_idle(pid: int, timeout_s: float = 60.0) -> float:
-    """Seconds until the process used < IDLE_SHARE of a core over an IDLE_WINDOW_S window
-    (the end of the first such window); fails after ``timeout_s``."""
+    """Seconds until the process and its workers used < IDLE_SHARE of a core over an
+    IDLE_WINDOW_S window (the end of the first such window); fails after ``timeout_s``."""
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout_s:
-        c0, w0 = _cpu_s(pid), time.perf_counter()
+        c0, w0 = _tree_cpu_s(pid), time.perf_counter()
         time.sleep(IDLE_WINDOW_S)  # the measuring window itself, not a wait for a state
-        if (_cpu_s(pid) - c0) / (time.perf_counter() - w0) < IDLE_SHARE:
+        if (_tree_cpu_s(pid) - c0) / (time.perf_counter() - w0) < IDLE_SHARE:
             return time.perf_counter() - t0
     raise AssertionError(f"the server still computed {timeout_s:g} s after the tabs closed")
 
@@ -131,13 +153,13 @@ def test_a_light_session_under_three_heavy_ones(new_page, far_browser, server, r
         def cores(seconds: float | None = None, during: Any = None) -> tuple[float, float]:
             """Cores the server and the heavy tabs' browser used over a window (a sleep
             of ``seconds``, or the call ``during()``); during's result is kept."""
-            c0, f0, t0 = _cpu_s(server.pid), sum(map(_cpu_s, far)), time.perf_counter()
+            c0, f0, t0 = _tree_cpu_s(server.pid), sum(map(_cpu_s, far)), time.perf_counter()
             if during is None:
                 time.sleep(seconds)  # a measuring window, not a wait for a state
             else:
                 out.append(during())
             dt = time.perf_counter() - t0
-            return (_cpu_s(server.pid) - c0) / dt, (sum(map(_cpu_s, far)) - f0) / dt
+            return (_tree_cpu_s(server.pid) - c0) / dt, (sum(map(_cpu_s, far)) - f0) / dt
 
         out: list = []
         heavy_cores = cores(LOAD_WINDOW_S)  # the heavy sessions alone
@@ -153,10 +175,10 @@ def test_a_light_session_under_three_heavy_ones(new_page, far_browser, server, r
     report(f"light first chart: idle {idle:.2f} s (connected at {idle_conn:.2f} s), with 3 "
            f"heavy sessions {', '.join(f'{b:.2f} (connected {a:.2f})' for a, b in loaded_both)}"
            f" s (ratio {ratio:.2f}, goal <= 2), idle again after {after:.2f} s; "
-           f"server CPU idle {to_idle:.1f} s after closing the heavy tabs "
+           f"server (and its workers) CPU idle {to_idle:.1f} s after closing the heavy tabs "
            f"(window {IDLE_WINDOW_S:g} s, < {IDLE_SHARE:g} core); peak RSS "
            f"{rss.peak / 1024:.0f} MiB, now {memory_kib(server.pid)['VmRSS'] / 1024:.0f} MiB; "
-           f"cores used by the server / the heavy tabs' browser (nice {FAR_NICE}): "
+           f"cores used by the server and its workers / the heavy tabs' browser (nice {FAR_NICE}): "
            f"{heavy_cores[0]:.2f} / {heavy_cores[1]:.2f} with the heavy sessions alone, "
            f"{light_cores[0]:.2f} / {light_cores[1]:.2f} while the light ones loaded; "
            f"{os.cpu_count()} CPUs, load "
