@@ -127,6 +127,12 @@ def evolution(sess: train_live.TrainSession, live: bool = False) -> None:
                              key=_w("dl_evolution"))
 
 
+def _replace(sess) -> None:
+    """A run about to be replaced stops now (its worker process too), not at its lease's end."""
+    if sess is not None and sess.status in ("running", "paused"):
+        train_live.set_status(sess, "stopped")
+
+
 def buttons(sess, values: dict) -> None:
     status = None if sess is None else sess.status
     row = st.container(horizontal=True)
@@ -146,10 +152,12 @@ def buttons(sess, values: dict) -> None:
         except ValidationError as exc:
             st.error(md(exc), icon=":material/error:")
             return
+        _replace(sess)
         state.put(ss, "train", PAGE, train_live.start(tuple(sorted(values.items())), trainer))
     elif pause or resume or stop:
         train_live.set_status(sess, "paused" if pause else "running" if resume else "stopped")
     elif reset:
+        _replace(sess)
         state.pop(ss, "train", PAGE)
     else:
         return
@@ -174,6 +182,7 @@ def files(sess) -> None:
             except Exception as exc:  # a bad file is reported, never raised
                 st.error(f"could not load {md(up.name)}: {md(exc)}", icon=":material/error:")
             else:
+                _replace(sess)
                 s = train_live.start(("checkpoint", up.name), trainer)
                 s.status = "finished" if trainer.finished else "paused"
                 state.put(ss, "train", PAGE, s)
