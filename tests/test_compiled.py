@@ -47,7 +47,7 @@ def test_grad_block_equals_the_pointwise_energy_and_gradient(name):
     ref = np.array([energy_grad(kind, p, a, b, True) for a, b in pts[:m]])
     for want_e in (True, False):
         e, g0, g1 = np.full(300, 7.0), np.full(300, 7.0), np.full(300, 7.0)
-        grad_block(kind, p, u, v, m, want_e, e, g0, g1)
+        grad_block(kind, p, u, v, m, want_e, e, g0, g1, np.empty((4, 300)))
         np.testing.assert_array_equal(np.stack([g0, g1], 1)[:m], ref[:, 1:])
         np.testing.assert_array_equal(e[:m], ref[:, 0] if want_e else 0.0)
         assert (g0[m:] == 7.0).all() and (e[m:] == 7.0).all()  # nothing past m written
@@ -127,3 +127,36 @@ def test_large_sgld_runs_take_the_torch_loop_and_metropolis_runs_stay_compiled()
     assert compiled_run.compiled_spec(t, dataclasses.replace(big, sampler="underdamped")) is None
     assert compiled_run.compiled_spec(t, dataclasses.replace(big, sampler="mala")) is not None
     assert compiled_run.compiled_spec(t, dataclasses.replace(big, chains=500)) is not None
+    mix = make_target("mixture")
+    assert compiled_run.compiled_spec(mix, big) is not None  # vectorised: compiled at any size
+    assert compiled_run.compiled_spec(mix, dataclasses.replace(big, dtype="float64")) is None
+
+
+def test_float32_mixture_block_agrees_with_float64_to_float32_rounding():
+    # mixture_block32 computes in float32: each of its ~k + 4 rounded operations on a chain
+    # errs by at most 2^-24 of operands bounded by |x| + radius (the weighted mean of the
+    # centres is a convex combination of them; exp32 is within 1 ulp), and the gradient
+    # divides by var; the energy's terms are bounded by |dmin / 2 var| + |const| + log k.
+    t = make_target("mixture")
+    kind, p = compiled_target(t, torch.float32)
+    k, var, radius = int(p[0]), p[1], t.params["radius"]
+    pts = t.sample(300, torch.Generator().manual_seed(6)).numpy().astype(np.float32)
+    u, v, m = pts[:, 0].copy(), pts[:, 1].copy(), 257
+    ref = np.array([energy_grad(kind, p, float(a), float(b), True) for a, b in pts[:m]])
+    e, g0, g1 = (np.full(300, 7.0, np.float32) for _ in range(3))
+    grad_block(kind, p, u, v, m, True, e, g0, g1, np.empty((4, 300), np.float32))
+    ulp = (k + 4) * 2.0**-24
+    bound = ulp * (np.abs(pts[:m]).max(1) + radius) / var
+    assert (np.abs(g0[:m] - ref[:, 1]) <= bound).all()
+    assert (np.abs(g1[:m] - ref[:, 2]) <= bound).all()
+    assert (np.abs(e[:m] - ref[:, 0]) <= ulp * (np.abs(ref[:, 0]) + 2 * abs(p[2]) + 1)).all()
+    assert (e[m:] == 7.0).all()
+
+
+def test_exp32_is_within_one_ulp_of_exp():
+    from ebmcore.sampling.compiled_vec import exp32
+
+    x = np.linspace(-87.0, 10.0, 20001, dtype=np.float32)
+    got = np.array([exp32(a) for a in x], dtype=np.float64)
+    ref = np.exp(x.astype(np.float64))
+    assert (np.abs(got - ref) <= 2.0**-23 * ref).all()  # float32 rounding (2^-24) x 2

@@ -72,10 +72,11 @@ def sgld_chunk(kind, p, x, noise, noisy, eps, scale, alive, frames, frame_of, pa
     u, v, e = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)
     g0, g1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # the gradient, rounded as the reference's
     live = np.empty(BLOCK, np.bool_)
+    work = np.empty((4, BLOCK), dt)  # grad_block's scratch
     for n0 in range(0, x.shape[0], BLOCK):
         m = min(x.shape[0] - n0, BLOCK)
         _load(x, n0, m, alive, u, v, live)
-        grad_block(kind, p, u, v, m, False, e, g0, g1)
+        grad_block(kind, p, u, v, m, False, e, g0, g1, work)
         for s in range(frame_of.shape[0]):
             f = frame_of[s]
             for i in range(m):
@@ -84,7 +85,7 @@ def sgld_chunk(kind, p, x, noise, noisy, eps, scale, alive, frames, frame_of, pa
                     a, b = a + scale * noise[s, n0 + i, 0], b + scale * noise[s, n0 + i, 1]
                 if live[i]:
                     u[i], v[i] = a, b
-            grad_block(kind, p, u, v, m, f >= 0, e, g0, g1)  # the energy only where recorded
+            grad_block(kind, p, u, v, m, f >= 0, e, g0, g1, work)  # the energy only where recorded
             _record(f, path_of[s], n0, m, u, v, e, live, frames, paths, esum)
         _store(x, n0, m, u, v)
 
@@ -108,6 +109,7 @@ def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive
     u, v, ee, g0, g1 = st[0], st[1], st[2], st[3], st[4]  # the state
     y0, y1, ey, h0, h1 = pr[0], pr[1], pr[2], pr[3], pr[4]  # the proposal
     live = np.empty(BLOCK, np.bool_)
+    work = np.empty((4, BLOCK), dt)  # grad_block's scratch
     acc = 0.0
     for n0 in range(0, x.shape[0], BLOCK):
         m = min(x.shape[0] - n0, BLOCK)
@@ -118,7 +120,7 @@ def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive
             for i in range(m):
                 y0[i] = (u[i] - eps * g0[i]) + sd * noise[s, n0 + i, 0]
                 y1[i] = (v[i] - eps * g1[i]) + sd * noise[s, n0 + i, 1]
-            grad_block(kind, p, y0, y1, m, True, ey, h0, h1)
+            grad_block(kind, p, y0, y1, m, True, ey, h0, h1, work)
             for i in range(m):
                 if not live[i]:
                     continue
@@ -152,6 +154,7 @@ def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_
     w0, w1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # its momentum
     h0 = np.empty(BLOCK)  # the starting Hamiltonian, float64 as the kernels compute it
     live = np.empty(BLOCK, np.bool_)
+    work = np.empty((4, BLOCK), dt)  # grad_block's scratch
     acc = 0.0
     for n0 in range(0, x.shape[0], BLOCK):
         m = min(x.shape[0] - n0, BLOCK)
@@ -168,7 +171,7 @@ def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_
             for j in range(n_leapfrog):
                 for i in range(m):
                     y0[i], y1[i] = y0[i] + eps * w0[i], y1[i] + eps * w1[i]
-                grad_block(kind, p, y0, y1, m, True, ey, a0, a1)
+                grad_block(kind, p, y0, y1, m, True, ey, a0, a1, work)
                 if j < n_leapfrog - 1:
                     for i in range(m):
                         w0[i] = w0[i] - eps * a0[i] / temperature
@@ -202,6 +205,7 @@ def baoab_chunk(kind, p, x, v, g, noise, noisy, half, c, sd, alive, frames, fram
     buf = np.empty((4, BLOCK), dt)
     w0, w1, g0, g1 = buf[0], buf[1], buf[2], buf[3]
     live = np.empty(BLOCK, np.bool_)
+    work = np.empty((4, BLOCK), dt)  # grad_block's scratch
     for n0 in range(0, x.shape[0], BLOCK):
         m = min(x.shape[0] - n0, BLOCK)
         _load(x, n0, m, alive, q0, q1, live)
@@ -219,7 +223,7 @@ def baoab_chunk(kind, p, x, v, g, noise, noisy, half, c, sd, alive, frames, fram
                     w0[i] = w0[i] + sd * noise[s, n0 + i, 0]
                     w1[i] = w1[i] + sd * noise[s, n0 + i, 1]
                 q0[i], q1[i] = q0[i] + half * w0[i], q1[i] + half * w1[i]
-            grad_block(kind, p, q0, q1, m, f >= 0, e, g0, g1)
+            grad_block(kind, p, q0, q1, m, f >= 0, e, g0, g1, work)
             for i in range(m):
                 if live[i]:
                     w0[i], w1[i] = w0[i] - half * g0[i], w1[i] - half * g1[i]

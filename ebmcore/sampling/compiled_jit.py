@@ -1,0 +1,114 @@
+"""numba's ``njit`` for the compiled kernels, with an on-disk cache keyed on all their sources.
+
+numba keys a cached function on its own file alone, but a kernel's machine code also holds
+every helper it calls or inlines from other files: an edit to a helper would leave the
+cached kernels stale.  Every function compiled here is cached under one stamp, the hash of
+all the files in :data:`KERNEL_MODULES`, so an edit to any of them recompiles them all.
+Also here: the few compile-time helpers the kernels share (dtype tests, a bit cast).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+
+import numpy as np
+
+try:  # numba is a dependency, but the torch paths stay usable without it
+    import numba
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    numba = None
+
+__all__ = ["AVAILABLE", "KERNEL_MODULES", "f32_from_bits", "is_f32", "kernel_stamp", "njit",
+           "round_like"]
+
+AVAILABLE = numba is not None
+KERNEL_MODULES = ("ebmcore.sampling.compiled_jit", "ebmcore.sampling.compiled_vec",
+                  "ebmcore.sampling.compiled", "ebmcore.sampling.compiled_loops")
+"""Every module whose source the compiled kernels are built from (tests check the list)."""
+_STAMP: list[str] = []
+
+
+def kernel_stamp() -> str:
+    """The hash of the sources of :data:`KERNEL_MODULES` (read once per process)."""
+    if not _STAMP:
+        h = hashlib.sha256()
+        for name in KERNEL_MODULES:
+            with open(importlib.util.find_spec(name).origin, "rb") as f:
+                h.update(f.read())
+        _STAMP.append(h.hexdigest())
+    return _STAMP[0]
+
+
+def njit(fn=None, *, inline: bool = False):
+    """numba's ``njit``, cached on disk under :func:`kernel_stamp`; the plain function where
+    numba is absent.
+
+    ``inline``: inlined into its callers by numba itself (a helper called in an inner loop
+    with many array arguments costs more to call than to run).
+    """
+    if fn is None:
+        return lambda f: njit(f, inline=inline)
+    if numba is None:
+        return fn
+    disp = numba.njit(cache=False, fastmath=False, nogil=True,
+                      inline="always" if inline else "never")(fn)
+    disp._cache = KernelCache(disp.py_func)  # what cache=True does, with our stamp
+    return disp
+
+
+def round_like(value, arr):
+    """``value`` rounded to ``arr``'s dtype, as the reference kernels store it (compiled)."""
+    return arr.dtype.type(value)
+
+
+def is_f32(arr):
+    """Whether ``arr`` holds float32 (a constant in compiled code: the other branch is pruned)."""
+    return arr.dtype == np.float32
+
+
+def f32_from_bits(bits):
+    """The float32 whose bit pattern is the int32 ``bits``."""
+    return np.int32(bits).view(np.float32)
+
+
+if numba is not None:
+    from llvmlite import ir
+    from numba.core import caching, types
+    from numba.extending import intrinsic, overload
+
+    def _stamped(base):
+        return type("Kernel" + base.__name__, (base,), {"get_source_stamp":
+                                                        lambda self: kernel_stamp()})
+
+    class _KernelCacheImpl(caching.CompileResultCacheImpl):
+        _locator_classes = tuple(_stamped(c) for c in (  # numba tries them in turn
+            caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
+            caching.UserWideCacheLocator))
+
+    class KernelCache(caching.FunctionCache):
+        """numba's per-function cache, its index stamped with :func:`kernel_stamp`."""
+
+        _impl_class = _KernelCacheImpl
+
+    @overload(round_like, jit_options={"cache": True})
+    def _round_like(value, arr):
+        if arr.dtype == types.float32:
+            return lambda value, arr: np.float32(value)
+        return lambda value, arr: np.float64(value)
+
+    @overload(is_f32, jit_options={"cache": True})
+    def _is_f32(arr):
+        flag = arr.dtype == types.float32
+        return lambda arr: flag
+
+    @intrinsic
+    def _f32_from_bits(typingctx, bits):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.FloatType())
+
+        return types.float32(types.int32), codegen
+
+    @overload(f32_from_bits, jit_options={"cache": True})
+    def _f32_from_bits_impl(bits):
+        return lambda bits: _f32_from_bits(bits)
