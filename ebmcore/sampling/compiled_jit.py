@@ -40,18 +40,21 @@ def kernel_stamp() -> str:
     return _STAMP[0]
 
 
-def njit(fn=None, *, inline: bool = False):
+def njit(fn=None, *, inline: bool = False, contract: bool = False):
     """numba's ``njit``, cached on disk under :func:`kernel_stamp`; the plain function where
     numba is absent.
 
     ``inline``: inlined into its callers by numba itself (a helper called in an inner loop
-    with many array arguments costs more to call than to run).
+    with many array arguments costs more to call than to run).  ``contract``: ``a * b + c``
+    may be one fused multiply-add (rounded once, not twice: the only fast-math flag used,
+    and only in float32 code, whose results are not compared bit for bit); an inlined
+    helper takes its caller's flags.
     """
     if fn is None:
-        return lambda f: njit(f, inline=inline)
+        return lambda f: njit(f, inline=inline, contract=contract)
     if numba is None:
         return fn
-    disp = numba.njit(cache=False, fastmath=False, nogil=True,
+    disp = numba.njit(cache=False, fastmath={"contract"} if contract else False, nogil=True,
                       inline="always" if inline else "never")(fn)
     disp._cache = KernelCache(disp.py_func)  # what cache=True does, with our stamp
     return disp
@@ -68,7 +71,8 @@ def is_f32(arr):
 
 
 def f32_from_bits(bits):
-    """The float32 whose bit pattern is the int32 ``bits``."""
+    """The float32 whose bit pattern is the int32 ``bits`` (in compiled code only, where numba
+    is present: an overload wrapper would be a call that keeps loops from vectorising)."""
     return np.int32(bits).view(np.float32)
 
 
@@ -103,12 +107,8 @@ if numba is not None:
         return lambda arr: flag
 
     @intrinsic
-    def _f32_from_bits(typingctx, bits):
+    def f32_from_bits(typingctx, bits):  # compiled code's own: a bit cast, inlined
         def codegen(context, builder, signature, args):
             return builder.bitcast(args[0], ir.FloatType())
 
         return types.float32(types.int32), codegen
-
-    @overload(f32_from_bits, jit_options={"cache": True})
-    def _f32_from_bits_impl(bits):
-        return lambda bits: _f32_from_bits(bits)
