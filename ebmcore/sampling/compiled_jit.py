@@ -76,10 +76,31 @@ def f32_from_bits(bits):
     return np.int32(bits).view(np.float32)
 
 
+def _prefer_512_bit_vectors() -> None:
+    """Let LLVM vectorise with 512-bit registers where the CPU has AVX-512.
+
+    LLVM's tuning for AVX-512 CPUs keeps vectors to 256 bits; the float32 loops here gain
+    from the full width (the mixture's gradient 22% faster end to end, measured with
+    ``bench --only sample``; MALA on banana unchanged).  numba reads the features when it
+    first compiles in the process, so this applies if nothing was compiled before (numba's
+    cache keys on the features, so kernels built either way are kept apart); a user's own
+    ``NUMBA_CPU_FEATURES`` wins.  Vector width does not change any result here: no loop
+    reassociates floating-point sums.
+    """
+    from numba.core.codegen import get_host_cpu_features
+
+    if numba.config.CPU_FEATURES is None:
+        features = get_host_cpu_features()
+        if "+avx512f" in features.split(","):
+            numba.config.CPU_FEATURES = features + ",-prefer-256-bit"
+
+
 if numba is not None:
     from llvmlite import ir
     from numba.core import caching, types
     from numba.extending import intrinsic, overload
+
+    _prefer_512_bit_vectors()
 
     def _stamped(base):
         return type("Kernel" + base.__name__, (base,), {"get_source_stamp":
