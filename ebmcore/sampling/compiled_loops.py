@@ -12,10 +12,13 @@ target's loop is compiled for it alone; a run-time target inside a per-chain loo
 banana's SGLD 8x slower).
 Every value the reference kernels store (positions, energies, gradients, velocities) is
 stored in a scratch vector of the chains' dtype where they store it, so it is rounded
-as theirs is.
+as theirs is.  On float32 chains MALA's accept step runs in float32 too, branch-free
+(:func:`ebmcore.sampling.compiled_vec.mala_accept32`): a loop with a branch, a run-time
+flag or a conditional store in it is not vectorised.
 
-Every kernel is compiled once per dtype and cached on disk; the target is a run-time
-``kind`` (see :func:`ebmcore.sampling.compiled.energy_grad`).
+Every kernel is compiled once per dtype and cached on disk, under the stamp of all the
+kernel modules (:mod:`ebmcore.sampling.compiled_jit`); the target is a run-time ``kind``
+(see :func:`ebmcore.sampling.compiled.energy_grad`).
 
 Chains with ``alive[n]`` False are not moved (they stay frozen).  What a run records is
 written as it goes: ``frames[frame_of[s], n]`` after step ``s`` where ``frame_of[s] >= 0``
