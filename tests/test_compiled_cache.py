@@ -23,7 +23,10 @@ def _numba_objects():
     for info in pkgutil.walk_packages(ebmcore.__path__, "ebmcore."):
         if info.name.startswith("ebmcore.cli"):
             continue
-        mod = importlib.import_module(info.name)
+        try:
+            mod = importlib.import_module(info.name)
+        except ImportError:  # an optional extra (interop) that is not installed
+            continue
         for attr, obj in vars(mod).items():
             if isinstance(obj, (Dispatcher, _Intrinsic)) and _home(obj) == info.name:
                 yield info.name, attr, obj
