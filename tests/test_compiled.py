@@ -164,3 +164,39 @@ def test_exp32_is_within_one_ulp_of_exp():
     got = np.array([exp32(a) for a in x], dtype=np.float64)
     ref = np.exp(x.astype(np.float64))
     assert (np.abs(got - ref) <= 2.0**-23 * ref).all()  # float32 rounding (2^-24) x 2
+
+
+def test_float32_mala_accept_decides_as_log_u_below_log_alpha():
+    # mala_accept32 tests u < alpha (alpha = exp32(log alpha), within 1 ulp) where the
+    # reference kernels test log(u) < log alpha: on random cases the decisions agree except
+    # where u lies within a few ulps of alpha (none among these 20,000: each has probability
+    # ~1e-7).  Edge cases: NaN and -inf reject; below e^-87 only u = 0 accepts (log 0 = -inf);
+    # dead chains keep their state and add nothing to the acceptance.
+    from ebmcore.sampling.compiled_vec import mala_accept32
+
+    rng = np.random.default_rng(11)
+    m = 20_000
+    st = np.zeros((5, m), np.float32)
+    pr = np.zeros((5, m), np.float32)
+    pr[0], pr[1] = 1.0, 2.0  # the proposal's position: moved or not
+    # eps = 0 and equal positions' gradients: log alpha = -(E_y - E_x) / T
+    la = rng.uniform(-30.0, 5.0, m).astype(np.float32)
+    st[2], pr[2] = 0.0, -la
+    unif = rng.random(m, dtype=np.float32)
+    edge = {0: np.nan, 1: -np.inf, 2: -100.0, 3: -100.0, 4: 0.0}
+    for i, value in edge.items():
+        pr[2, i] = -value
+    unif[2], unif[3], unif[4] = 0.0, 1e-30, 0.0
+    live = np.ones(m, bool)
+    live[5] = False
+    accv = np.zeros(m)
+    mala_accept32(st, pr, m, unif, live, 0.0, 1.0, 1.0, 1.0, accv)
+    la64 = -pr[2].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref = (np.log(unif.astype(np.float64)) < np.nan_to_num(la64, nan=-np.inf)) & live
+    took = st[0] == 1.0
+    np.testing.assert_array_equal(took, ref)
+    assert list(took[:5]) == [False, False, True, False, True]
+    assert st[2, 5] == 0.0 and accv[5] == 0.0  # the dead chain
+    alpha = np.exp(np.minimum(np.nan_to_num(la64, nan=-np.inf), 0.0)) * live
+    np.testing.assert_allclose(accv, alpha, rtol=2.0**-22, atol=1e-37)
