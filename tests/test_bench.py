@@ -63,6 +63,7 @@ def test_quick_sample_bench_times_sample_end_to_end(capsys):
         assert r["rate"] > 0 and r["seconds"] > 0 and r["unit"] == "chain-steps/s"
         assert math.isclose(r["rate"], r["chains"] * r["steps"] / r["seconds"])
         assert r["numpy_rate"] > 0 and r["vs_numpy"] > 0 and r["vs_randn"] > 0
+        assert r["cpu_seconds"] > 0
 
 
 def test_quick_formula_bench_pairs_compiled_gradient_with_autograd(capsys):

@@ -47,7 +47,7 @@ def test_grad_block_equals_the_pointwise_energy_and_gradient(name):
     ref = np.array([energy_grad(kind, p, a, b, True) for a, b in pts[:m]])
     for want_e in (True, False):
         e, g0, g1 = np.full(300, 7.0), np.full(300, 7.0), np.full(300, 7.0)
-        grad_block(kind, p, u, v, m, want_e, e, g0, g1)
+        grad_block(kind, p, u, v, m, want_e, e, g0, g1, np.empty((4, 300)))
         np.testing.assert_array_equal(np.stack([g0, g1], 1)[:m], ref[:, 1:])
         np.testing.assert_array_equal(e[:m], ref[:, 0] if want_e else 0.0)
         assert (g0[m:] == 7.0).all() and (e[m:] == 7.0).all()  # nothing past m written
@@ -107,6 +107,10 @@ def test_float32_runs_agree_with_the_reference_to_rounding(sampler):
     a, b = sample(t, cfg), sample(t, dataclasses.replace(cfg, fused=False))
     torch.testing.assert_close(a.positions, b.positions, rtol=0, atol=1e-4)
     torch.testing.assert_close(a.mean_energy, b.mean_energy, rtol=1e-5, atol=1e-5)
+    if sampler in ("mala", "hmc"):
+        # The same decisions (above), so the acceptance probabilities differ by the rounding
+        # of log alpha: its terms are below ~10 here, so 10 x 2^-24 x a few operations.
+        assert abs(a.acceptance - b.acceptance) < 1e-5
 
 
 def test_warm_up_loads_every_kernel_once():
@@ -127,3 +131,72 @@ def test_large_sgld_runs_take_the_torch_loop_and_metropolis_runs_stay_compiled()
     assert compiled_run.compiled_spec(t, dataclasses.replace(big, sampler="underdamped")) is None
     assert compiled_run.compiled_spec(t, dataclasses.replace(big, sampler="mala")) is not None
     assert compiled_run.compiled_spec(t, dataclasses.replace(big, chains=500)) is not None
+    mix = make_target("mixture")
+    assert compiled_run.compiled_spec(mix, big) is not None  # vectorised: compiled at any size
+    assert compiled_run.compiled_spec(mix, dataclasses.replace(big, dtype="float64")) is None
+
+
+def test_float32_mixture_block_agrees_with_float64_to_float32_rounding():
+    # mixture_block32 computes in float32: each of its ~k + 4 rounded operations on a chain
+    # errs by at most 2^-24 of operands bounded by |x| + radius (the weighted mean of the
+    # centres is a convex combination of them; exp32 is within 1 ulp), and the gradient
+    # divides by var; the energy's terms are bounded by |dmin / 2 var| + |const| + log k.
+    t = make_target("mixture")
+    kind, p = compiled_target(t, torch.float32)
+    k, var, radius = int(p[0]), p[1], t.params["radius"]
+    pts = t.sample(300, torch.Generator().manual_seed(6)).numpy().astype(np.float32)
+    u, v, m = pts[:, 0].copy(), pts[:, 1].copy(), 257
+    ref = np.array([energy_grad(kind, p, float(a), float(b), True) for a, b in pts[:m]])
+    e, g0, g1 = (np.full(300, 7.0, np.float32) for _ in range(3))
+    grad_block(kind, p, u, v, m, True, e, g0, g1, np.empty((4, 300), np.float32))
+    ulp = (k + 4) * 2.0**-24
+    bound = ulp * (np.abs(pts[:m]).max(1) + radius) / var
+    assert (np.abs(g0[:m] - ref[:, 1]) <= bound).all()
+    assert (np.abs(g1[:m] - ref[:, 2]) <= bound).all()
+    assert (np.abs(e[:m] - ref[:, 0]) <= ulp * (np.abs(ref[:, 0]) + 2 * abs(p[2]) + 1)).all()
+    assert (e[m:] == 7.0).all()
+
+
+def test_exp32_is_within_one_ulp_of_exp():
+    from ebmcore.sampling.compiled_vec import exp32
+
+    x = np.linspace(-87.0, 10.0, 20001, dtype=np.float32)
+    got = np.array([exp32(a) for a in x], dtype=np.float64)
+    ref = np.exp(x.astype(np.float64))
+    assert (np.abs(got - ref) <= 2.0**-23 * ref).all()  # float32 rounding (2^-24) x 2
+
+
+def test_float32_mala_accept_decides_as_log_u_below_log_alpha():
+    # mala_accept32 tests u < alpha (alpha = exp32(log alpha), within 1 ulp) where the
+    # reference kernels test log(u) < log alpha: on random cases the decisions agree except
+    # where u lies within a few ulps of alpha (none among these 20,000: each has probability
+    # ~1e-7).  Edge cases: NaN and -inf reject; below e^-87 only u = 0 accepts (log 0 = -inf);
+    # dead chains keep their state and add nothing to the acceptance.
+    from ebmcore.sampling.compiled_vec import mala_accept32
+
+    rng = np.random.default_rng(11)
+    m = 20_000
+    st = np.zeros((5, m), np.float32)
+    pr = np.zeros((5, m), np.float32)
+    pr[0], pr[1] = 1.0, 2.0  # the proposal's position: moved or not
+    # eps = 0 and equal positions' gradients: log alpha = -(E_y - E_x) / T
+    la = rng.uniform(-30.0, 5.0, m).astype(np.float32)
+    st[2], pr[2] = 0.0, -la
+    unif = rng.random(m, dtype=np.float32)
+    edge = {0: np.nan, 1: -np.inf, 2: -100.0, 3: -100.0, 4: 0.0}
+    for i, value in edge.items():
+        pr[2, i] = -value
+    unif[2], unif[3], unif[4] = 0.0, 1e-30, 0.0
+    live = np.ones(m, bool)
+    live[5] = False
+    accv = np.zeros(m)
+    mala_accept32(st, pr, m, unif, live, 0.0, 1.0, 1.0, 1.0, accv)
+    la64 = -pr[2].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref = (np.log(unif.astype(np.float64)) < np.nan_to_num(la64, nan=-np.inf)) & live
+    took = st[0] == 1.0
+    np.testing.assert_array_equal(took, ref)
+    assert list(took[:5]) == [False, False, True, False, True]
+    assert st[2, 5] == 0.0 and accv[5] == 0.0  # the dead chain
+    alpha = np.exp(np.minimum(np.nan_to_num(la64, nan=-np.inf), 0.0)) * live
+    np.testing.assert_allclose(accv, alpha, rtol=2.0**-22, atol=1e-37)

@@ -280,14 +280,17 @@ def sample_bench(quick: bool) -> list[dict]:
             summarize(sample(target, run_cfg), target)
 
         end_to_end(dataclasses.replace(run_cfg, steps=2))  # kernels loaded: not timed
-        times = []
+        times, cpu = [], []
         for _ in range(rep):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             end_to_end()
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         med = statistics.median(times)
         row = _row("sample", SAMPLE_IMPL, name, n, n * steps / med, steps, med)
         row["sampler"] = sampler
+        # CPU seconds beside wall: on a shared machine wall time also counts other processes
+        row["cpu_seconds"] = statistics.median(cpu)
         base = _numpy_rate(name, n, cfg["seconds"], cfg["repeats"]) if name in (
             "gaussian", "banana", "mixture") else math.nan
         row["numpy_rate"] = base

@@ -9,10 +9,8 @@ compiled function serves every target, so the on-disk cache holds a handful of k
 :func:`compiled_target` packs a :class:`~ebmcore.energies.Target` and accepts the packing
 only if the compiled energy and gradient agree with the target's own on probe points, so a
 target rebuilt with other meanings for its parameters falls back to the torch paths.
-Everything here is computed in float64 whatever the dtype of the chains.
-
-numba's on-disk cache of the kernels keys on :mod:`ebmcore.sampling.compiled_loops`'s source
-alone: a change here reaches the cached kernels only once that file changes too.
+Everything here is computed in float64 whatever the dtype of the chains, but for the
+mixture on float32 chains (:mod:`ebmcore.sampling.compiled_vec`).
 """
 
 from __future__ import annotations
@@ -23,16 +21,12 @@ import numpy as np
 import torch
 
 from ebmcore.energies import Target
-
-try:  # numba is a dependency, but the torch paths stay usable without it
-    import numba
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    numba = None
+from ebmcore.sampling.compiled_jit import AVAILABLE, is_f32, njit, round_like
+from ebmcore.sampling.compiled_vec import mixture_block32
 
 __all__ = ["AVAILABLE", "KINDS", "compiled_target", "energy_grad", "grad_block", "njit",
            "round_like"]
 
-AVAILABLE = numba is not None
 KINDS = ("gaussian", "mixture", "banana", "radial", "funnel", "squiggle", "double_well",
          "u1", "u2", "u3", "u4")
 """Kind index -> the family it computes (donut and rings share ``radial``)."""
@@ -41,36 +35,6 @@ _KIND = {name: i for i, name in enumerate(KINDS)}
 # exp of very negative numbers is slow and they change nothing.
 _CUT = -40.0
 HALF_PI = 0.5 * math.pi
-
-
-def njit(fn=None, *, inline: bool = False):
-    """numba's ``njit`` with the on-disk cache; the plain function where numba is absent.
-
-    ``inline``: inlined into its callers by numba itself (a helper called in an inner loop
-    with many array arguments costs more to call than to run).
-    """
-    if fn is None:
-        return lambda f: njit(f, inline=inline)
-    if numba is None:
-        return fn
-    return numba.njit(cache=True, fastmath=False, nogil=True,
-                      inline="always" if inline else "never")(fn)
-
-
-def round_like(value, arr):
-    """``value`` rounded to ``arr``'s dtype, as the reference kernels store it (compiled)."""
-    return arr.dtype.type(value)
-
-
-if numba is not None:
-    from numba.core import types
-    from numba.extending import overload
-
-    @overload(round_like, jit_options={"cache": True})
-    def _round_like(value, arr):
-        if arr.dtype == types.float32:
-            return lambda value, arr: np.float32(value)
-        return lambda value, arr: np.float64(value)
 
 
 @njit(inline=True)
@@ -229,20 +193,25 @@ def energy_grad(kind, p, u, v, want_e):
 
 
 @njit
-def grad_block(kind, p, u, v, m, want_e, e, g0, g1):
+def grad_block(kind, p, u, v, m, want_e, e, g0, g1, work):
     """``e[i], g0[i], g1[i] = energy_grad(kind, p, u[i], v[i], want_e)`` for ``i < m``.
 
     One loop per kind, so that each is compiled for its target alone (the branch on the
     kind hoisted out of the chains' loop; branch-free targets vectorise): a run-time kind
     inside the loop cost banana 8x.  Outputs are stored in their arrays' dtype, as the
-    reference kernels store energies and gradients.
+    reference kernels store energies and gradients.  On float32 chains the mixture is
+    computed in float32 by :func:`~ebmcore.sampling.compiled_vec.mixture_block32`, in
+    ``work`` (``(4, >= m)`` scratch of the chains' dtype), to vectorise.
     """
     if kind == 0:
         for i in range(m):
             e[i], g0[i], g1[i] = _gaussian(p, u[i], v[i], want_e)
     elif kind == 1:
-        for i in range(m):
-            e[i], g0[i], g1[i] = _mixture(p, u[i], v[i], want_e)
+        if is_f32(u):
+            mixture_block32(p, u, v, m, want_e, e, g0, g1, work)
+        else:
+            for i in range(m):
+                e[i], g0[i], g1[i] = _mixture(p, u[i], v[i], want_e)
     elif kind == 2:
         for i in range(m):
             e[i], g0[i], g1[i] = _banana(p, u[i], v[i], want_e)

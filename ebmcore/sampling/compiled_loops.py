@@ -12,10 +12,13 @@ target's loop is compiled for it alone; a run-time target inside a per-chain loo
 banana's SGLD 8x slower).
 Every value the reference kernels store (positions, energies, gradients, velocities) is
 stored in a scratch vector of the chains' dtype where they store it, so it is rounded
-as theirs is.
+as theirs is.  On float32 chains MALA's accept step runs in float32 too, branch-free
+(:func:`ebmcore.sampling.compiled_vec.mala_accept32`): a loop with a branch, a run-time
+flag or a conditional store in it is not vectorised.
 
-Every kernel is compiled once per dtype and cached on disk; the target is a run-time
-``kind`` (see :func:`ebmcore.sampling.compiled.energy_grad`).
+Every kernel is compiled once per dtype and cached on disk, under the stamp of all the
+kernel modules (:mod:`ebmcore.sampling.compiled_jit`); the target is a run-time ``kind``
+(see :func:`ebmcore.sampling.compiled.energy_grad`).
 
 Chains with ``alive[n]`` False are not moved (they stay frozen).  What a run records is
 written as it goes: ``frames[frame_of[s], n]`` after step ``s`` where ``frame_of[s] >= 0``
@@ -30,6 +33,8 @@ import math
 import numpy as np
 
 from ebmcore.sampling.compiled import grad_block, njit, round_like
+from ebmcore.sampling.compiled_jit import is_f32
+from ebmcore.sampling.compiled_vec import mala_accept32
 
 __all__ = ["BLOCK", "baoab_chunk", "hmc_chunk", "mala_chunk", "sgld_chunk"]
 
@@ -72,19 +77,27 @@ def sgld_chunk(kind, p, x, noise, noisy, eps, scale, alive, frames, frame_of, pa
     u, v, e = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)
     g0, g1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # the gradient, rounded as the reference's
     live = np.empty(BLOCK, np.bool_)
+    work = np.empty((4, BLOCK), dt)  # grad_block's scratch
     for n0 in range(0, x.shape[0], BLOCK):
         m = min(x.shape[0] - n0, BLOCK)
         _load(x, n0, m, alive, u, v, live)
-        grad_block(kind, p, u, v, m, False, e, g0, g1)
+        grad_block(kind, p, u, v, m, False, e, g0, g1, work)
         for s in range(frame_of.shape[0]):
             f = frame_of[s]
-            for i in range(m):
-                a, b = u[i] - eps * g0[i], v[i] - eps * g1[i]
-                if noisy:
-                    a, b = a + scale * noise[s, n0 + i, 0], b + scale * noise[s, n0 + i, 1]
-                if live[i]:
-                    u[i], v[i] = a, b
-            grad_block(kind, p, u, v, m, f >= 0, e, g0, g1)  # the energy only where recorded
+            # Two loops, each without a branch (a run-time flag or a conditional store inside
+            # one keeps it from vectorising)
+            if noisy:
+                for i in range(m):
+                    a = (u[i] - eps * g0[i]) + scale * noise[s, n0 + i, 0]
+                    b = (v[i] - eps * g1[i]) + scale * noise[s, n0 + i, 1]
+                    u[i] = a if live[i] else u[i]
+                    v[i] = b if live[i] else v[i]
+            else:
+                for i in range(m):
+                    a, b = u[i] - eps * g0[i], v[i] - eps * g1[i]
+                    u[i] = a if live[i] else u[i]
+                    v[i] = b if live[i] else v[i]
+            grad_block(kind, p, u, v, m, f >= 0, e, g0, g1, work)  # the energy only where recorded
             _record(f, path_of[s], n0, m, u, v, e, live, frames, paths, esum)
         _store(x, n0, m, u, v)
 
@@ -108,6 +121,8 @@ def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive
     u, v, ee, g0, g1 = st[0], st[1], st[2], st[3], st[4]  # the state
     y0, y1, ey, h0, h1 = pr[0], pr[1], pr[2], pr[3], pr[4]  # the proposal
     live = np.empty(BLOCK, np.bool_)
+    work = np.empty((4, BLOCK), dt)  # grad_block's scratch
+    accv = np.zeros(BLOCK)  # float32 chains: each one's summed acceptance probabilities
     acc = 0.0
     for n0 in range(0, x.shape[0], BLOCK):
         m = min(x.shape[0] - n0, BLOCK)
@@ -118,25 +133,31 @@ def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive
             for i in range(m):
                 y0[i] = (u[i] - eps * g0[i]) + sd * noise[s, n0 + i, 0]
                 y1[i] = (v[i] - eps * g1[i]) + sd * noise[s, n0 + i, 1]
-            grad_block(kind, p, y0, y1, m, True, ey, h0, h1)
-            for i in range(m):
-                if not live[i]:
-                    continue
-                f0, f1 = (y0[i] - u[i]) + eps * g0[i], (y1[i] - v[i]) + eps * g1[i]
-                b0, b1 = (u[i] - y0[i]) + eps * h0[i], (v[i] - y1[i]) + eps * h1[i]
-                la = (-(ey[i] - ee[i]) * inv_t
-                      - ((b0 * b0 + b1 * b1) - (f0 * f0 + f1 * f1)) * inv_2s2)
-                if math.isnan(la):
-                    la = -math.inf  # a NaN proposal is rejected
-                if s >= acc_from:
-                    acc += _accept_prob(la)
-                # rand() < 1, so log(u) < 0 <= la: the log is needed only for la < 0
-                if la >= 0.0 or math.log(unif[s, n0 + i]) < la:
-                    u[i], v[i], ee[i], g0[i], g1[i] = y0[i], y1[i], ey[i], h0[i], h1[i]
+            grad_block(kind, p, y0, y1, m, True, ey, h0, h1, work)
+            if is_f32(x):  # branch-free, so that it vectorises
+                mala_accept32(st, pr, m, unif[s, n0:n0 + m], live, eps, inv_t, inv_2s2,
+                              1.0 if s >= acc_from else 0.0, accv)
+            else:
+                for i in range(m):
+                    if not live[i]:
+                        continue
+                    f0, f1 = (y0[i] - u[i]) + eps * g0[i], (y1[i] - v[i]) + eps * g1[i]
+                    b0, b1 = (u[i] - y0[i]) + eps * h0[i], (v[i] - y1[i]) + eps * h1[i]
+                    la = (-(ey[i] - ee[i]) * inv_t
+                          - ((b0 * b0 + b1 * b1) - (f0 * f0 + f1 * f1)) * inv_2s2)
+                    if math.isnan(la):
+                        la = -math.inf  # a NaN proposal is rejected
+                    if s >= acc_from:
+                        acc += _accept_prob(la)
+                    # rand() < 1, so log(u) < 0 <= la: the log is needed only for la < 0
+                    if la >= 0.0 or math.log(unif[s, n0 + i]) < la:
+                        u[i], v[i], ee[i], g0[i], g1[i] = y0[i], y1[i], ey[i], h0[i], h1[i]
             _record(frame_of[s], path_of[s], n0, m, u, v, ee, live, frames, paths, esum)
         _store(x, n0, m, u, v)
         for i in range(m):
             en[n0 + i], g[n0 + i, 0], g[n0 + i, 1] = ee[i], g0[i], g1[i]
+            acc += accv[i]
+            accv[i] = 0.0
     return acc
 
 
@@ -152,6 +173,7 @@ def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_
     w0, w1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # its momentum
     h0 = np.empty(BLOCK)  # the starting Hamiltonian, float64 as the kernels compute it
     live = np.empty(BLOCK, np.bool_)
+    work = np.empty((4, BLOCK), dt)  # grad_block's scratch
     acc = 0.0
     for n0 in range(0, x.shape[0], BLOCK):
         m = min(x.shape[0] - n0, BLOCK)
@@ -168,7 +190,7 @@ def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_
             for j in range(n_leapfrog):
                 for i in range(m):
                     y0[i], y1[i] = y0[i] + eps * w0[i], y1[i] + eps * w1[i]
-                grad_block(kind, p, y0, y1, m, True, ey, a0, a1)
+                grad_block(kind, p, y0, y1, m, True, ey, a0, a1, work)
                 if j < n_leapfrog - 1:
                     for i in range(m):
                         w0[i] = w0[i] - eps * a0[i] / temperature
@@ -202,6 +224,7 @@ def baoab_chunk(kind, p, x, v, g, noise, noisy, half, c, sd, alive, frames, fram
     buf = np.empty((4, BLOCK), dt)
     w0, w1, g0, g1 = buf[0], buf[1], buf[2], buf[3]
     live = np.empty(BLOCK, np.bool_)
+    work = np.empty((4, BLOCK), dt)  # grad_block's scratch
     for n0 in range(0, x.shape[0], BLOCK):
         m = min(x.shape[0] - n0, BLOCK)
         _load(x, n0, m, alive, q0, q1, live)
@@ -219,7 +242,7 @@ def baoab_chunk(kind, p, x, v, g, noise, noisy, half, c, sd, alive, frames, fram
                     w0[i] = w0[i] + sd * noise[s, n0 + i, 0]
                     w1[i] = w1[i] + sd * noise[s, n0 + i, 1]
                 q0[i], q1[i] = q0[i] + half * w0[i], q1[i] + half * w1[i]
-            grad_block(kind, p, q0, q1, m, f >= 0, e, g0, g1)
+            grad_block(kind, p, q0, q1, m, f >= 0, e, g0, g1, work)
             for i in range(m):
                 if live[i]:
                     w0[i], w1[i] = w0[i] - half * g0[i], w1[i] - half * g1[i]

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ebmcore.energies import Target
-from ebmcore.sampling.compiled import compiled_target
+from ebmcore.sampling.compiled import KINDS, compiled_target
 from ebmcore.sampling.compiled_loops import baoab_chunk, hmc_chunk, mala_chunk, sgld_chunk
 from ebmcore.sampling.config import Progress, SampleConfig
 from ebmcore.sampling.kernels import SamplerState
@@ -40,17 +40,22 @@ COMPILED_SAMPLERS = ("sgld", "mala", "hmc", "underdamped")
 # and tie on banana at 1e5.  Re-measured with the block kernels (grad_block), banana SGLD
 # 1e6 x 201 end to end: 1.90 s of CPU compiled, 1.85 s on the torch loop (drawing the noise
 # is most of both), mixture 1e5: 41 vs 18 ns per chain-step.  MALA and HMC have no in-place
-# torch loop: compiled at any size.
+# torch loop: compiled at any size.  So is the mixture on float32 chains, whose gradient is
+# vectorised there (ebmcore.sampling.compiled_vec): at 1e5 chains the kernel takes 11.5 ns
+# per chain-step, the whole sample() 19 against the torch loop's 47 (CPU time, load ~2.5).
 COMPILED_MAX_CHAINS = 4096
+_ANY_SIZE = (KINDS.index("mixture"), torch.float32)  # (kind, dtype) compiled at any size
 
 
 def compiled_spec(target: Target, cfg: SampleConfig) -> tuple[int, np.ndarray] | None:
     """The compiled kernels' packing of ``target`` when this run can use them, else None."""
     if not cfg.fused or cfg.sampler not in COMPILED_SAMPLERS or cfg.device != "cpu":
         return None
-    if cfg.sampler in ("sgld", "underdamped") and cfg.chains > COMPILED_MAX_CHAINS:
+    spec = compiled_target(target, cfg.torch_dtype)
+    if (spec is not None and cfg.sampler in ("sgld", "underdamped")
+            and cfg.chains > COMPILED_MAX_CHAINS and (spec[0], cfg.torch_dtype) != _ANY_SIZE):
         return None
-    return compiled_target(target, cfg.torch_dtype)
+    return spec
 
 
 def _slots(step: int, stop: int, period: int) -> np.ndarray:
