@@ -66,7 +66,10 @@ TRAINING: dict[str, dict[str, dict[str, object]]] = {
                    "rings": {"step_size": 0.04, "iters": 6000}},
     # mixture (KL over the last four evaluations): eps 0.01 swung 0.06-0.09 as the restarted
     # chains came and went; eps 0.02 with the average over ~1000 iterations 0.030-0.036
-    "replay": {ANY: {"iters": 4000, "steps": 20, **_MCMC}, **_FROM_NOISE,
+    # buffer_size: small enough that every entry moves every ~8 iterations; restart: the
+    # fraction of each batch restarted from uniform noise
+    "replay": {ANY: {"iters": 4000, "steps": 20, **_MCMC, "buffer_size": 2048, "restart": 0.05},
+               **_FROM_NOISE,
                "mixture": {"step_size": 0.02, "ema": 0.999},
                # rings, 6000 iterations (KL at the end): eps 0.01 0.24, 0.02 0.173, 0.03 and
                # 0.04 blew up (iterations 4050, 2150); eps 0.02 with lr 3e-3 0.061 (0.043-0.061
