@@ -80,8 +80,8 @@ REPLAY_GOALS = {"banana": 0.05, "8gaussians": 0.05}
 
 @pytest.mark.parametrize("data", REPLAY_GOALS)
 def test_replay_default_reaches_its_goal(data: str) -> None:
-    # measured at seed 0: banana 0.019, 8gaussians 0.038 (seed 1: 0.021, 0.030); about a
-    # minute each on one loaded core
+    # measured at seed 0: banana 0.019, 8gaussians 0.038 (seed 1: 0.021, 0.030); 1-3
+    # minutes each on one loaded core
     torch.manual_seed(0)
     trainer = Trainer(make_dataset(data, 2000, 1000, seed=0), TrainConfig(method="replay"))
     events = list(trainer.run())
