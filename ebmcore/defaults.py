@@ -64,10 +64,33 @@ TRAINING: dict[str, dict[str, dict[str, object]]] = {
                    # blew up (KL 2.9); 6000 at eps 0.01 0.28, at 0.04 0.074.  6000 iterations
                    # cost 1.7e12 operations, within the dashboard's 2e12
                    "rings": {"step_size": 0.04, "iters": 6000}},
-    # mixture (KL over the last four evaluations): eps 0.01 swung 0.06-0.09 as the restarted
-    # chains came and went; eps 0.02 with the average over ~1000 iterations 0.030-0.036
-    "replay": {ANY: {"iters": 4000, "steps": 20, **_MCMC}, **_FROM_NOISE,
+    # buffer_size: small enough that every entry moves every ~8 iterations; restart: the
+    # fraction of each batch restarted from uniform noise
+    "replay": {ANY: {"iters": 4000, "steps": 20, **_MCMC, "buffer_size": 2048, "restart": 0.05},
+               **_FROM_NOISE,
+               # mixture (KL over the last four evaluations): eps 0.01 swung 0.06-0.09 as the
+               # restarted chains came and went; eps 0.02 with the average over ~1000
+               # iterations 0.030-0.036
                "mixture": {"step_size": 0.02, "ema": 0.999},
+               # banana's 12 x 42 box is nearly all empty: restarts from noise there sit on a
+               # flat plateau.  With 1% restarts (eps 0.03, L2 0.03, buffer 512) 45% of the
+               # buffer stayed in cells where p_data < 1e-6 (E 5 +- 11 against the data's -5),
+               # pushing E up round the thin arms: KL 0.076 (0.095 at eps 0.1, L2 0.1, 5%).
+               # Without restarts the buffer drains into the data (0.4% left by iteration
+               # 4000): KL 0.019 (seed 1: 0.016).  No restarts at eps 0.1, L2 0.1: 0.19; no L2
+               # at eps 0.01-0.02 diverged (iterations 50, 600)
+               "banana": {"step_size": 0.03, "l2": 0.03, "restart": 0.0},
+               # 8gaussians' modes are 2.1 apart (7 std): a mode's share of the buffer follows
+               # p_theta's weight only through entries that hop between modes.  At eps 0.01 an
+               # entry moves 2.5 steps an iteration and hops about once in 1000 iterations,
+               # while 5% restarts renew it every 160: nothing held the mode weights (KL
+               # 0.04-0.72 during the run, 0.63 at the end).  eps 0.05 hops 5x as often (0.18,
+               # still 0.04-0.32); a 512 buffer moves each entry 10 steps an iteration and 1%
+               # restarts renew it every 200: 0.066 (0.025-0.11 late); the average over ~1000
+               # iterations smooths what is left: 0.038 (0.029-0.040 over the last four; seed 1:
+               # 0.030)
+               "8gaussians": {"step_size": 0.05, "buffer_size": 512, "restart": 0.01,
+                              "ema": 0.999},
                # rings, 6000 iterations (KL at the end): eps 0.01 0.24, 0.02 0.173, 0.03 and
                # 0.04 blew up (iterations 4050, 2150); eps 0.02 with lr 3e-3 0.061 (0.043-0.061
                # over the last four evaluations).  1.7e12 operations

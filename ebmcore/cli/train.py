@@ -68,7 +68,8 @@ def add_parser(sub) -> None:
         description="Fit an MLP energy to a data set by maximum likelihood. The model's density "
         "exp(-E)/Z lives on the data's box (zero outside), so log Z, the NLL and KL(p_data || "
         "p_theta) are computed exactly by quadrature. Negatives: short-run (K Langevin steps "
-        "from noise), persistent (PCD), replay (buffer, 5%% restarts) or exact (the grid). "
+        "from noise), persistent (PCD), replay (a buffer, a fraction restarted from noise) or "
+        "exact (the grid). "
         "Langevin chains stay in the box by REFLECTION at its walls (--boundary clamp projects "
         "onto the wall instead). Method defaults: " + _method_defaults(),
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,9 +110,11 @@ def add_parser(sub) -> None:
                    "exact for p_theta, proposals leaving the box rejected; sgld: unadjusted, "
                    "biased at finite eps and unstable where E is steep")
     s.add_argument("--chains", type=int, help="persistent chains (default: batch size)")
-    s.add_argument("--buffer-size", type=int, default=d.buffer_size, help="replay buffer size")
-    s.add_argument("--restart", type=finite_float, default=d.restart,
-                   help="replay: fraction of negatives restarted from noise")
+    s.add_argument("--buffer-size", type=int,
+                   help="replay buffer size (default: per data set)")
+    s.add_argument("--restart", type=finite_float,
+                   help="replay: fraction of negatives restarted from noise (default: per data "
+                   "set)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--lr", type=finite_float, help="Adam learning rate (default: per method)")
     o.add_argument("--lr-final", type=finite_float, default=d.lr_final,

@@ -68,8 +68,8 @@ class TrainConfig(LoopConfig):
     temperature: float = 1.0  # T: the chains sample p_theta^(1/T); other than 1 TEMPERS the fit
     ema: float | None = None  # weight averaging decay (0 = off); metrics and saves use the average
     chains: int | None = None  # persistent chains (default: batch_size)
-    buffer_size: int = 2048  # replay buffer size (small: every entry moves every ~8 iterations)
-    restart: float = 0.05  # replay: fraction of negatives restarted from uniform noise
+    buffer_size: int | None = None  # replay buffer size (None: the default per data set)
+    restart: float | None = None  # replay: fraction of negatives restarted from uniform noise
     grid: int = 64  # exact method: quadrature grid side for the training gradient
     init_gain: float | None = None  # first layer's initial weights x this: finer initial features
     boundary: str = "reflect"  # how SGLD chains stay in the box: reflect or clamp
@@ -116,15 +116,19 @@ class TrainConfig(LoopConfig):
         c = self.resolved(dataset)
         check_positive(c, ("lr", "step_size", "temperature"))
         check_ints(c, (("iters", 1, 10_000_000), ("batch_size", 1, 100_000),
-                       ("chains", 1, 1_000_000), ("buffer_size", 1, 10_000_000),
-                       ("eval_every", 0, 10_000_000), ("seed", 0, 2**63 - 1)))
+                       ("chains", 1, 1_000_000), ("eval_every", 0, 10_000_000),
+                       ("seed", 0, 2**63 - 1)))
+        if c.method == "replay" or c.buffer_size is not None:  # the other methods have none
+            check_ints(c, (("buffer_size", 1, 10_000_000),))
         if c.method != "exact":
             check_ints(c, (("steps", 1, 10_000),))
         # the chains' noise std is sqrt(2 eps T), their drift eps * grad E, in float32
         check_ranges(c, (("step_size", "(0", "1e6]", c.step_size <= 1e6),
                          ("temperature", "(0", "1e6]", c.temperature <= 1e6)))
         check_loop(c)
-        check_ranges(c, (("restart", 0, 1, 0 <= c.restart <= 1),))
+        if c.method == "replay" or c.restart is not None:
+            check_ranges(c, (("restart", 0, 1, isinstance(c.restart, (int, float))
+                              and 0 <= c.restart <= 1),))
         if not (c.grid % 2 == 0 and 8 <= c.grid <= 1024):
             raise ValidationError(f"grid must be an even number in [8, 1024], got {c.grid}")
         if c.kernel not in KERNELS:
