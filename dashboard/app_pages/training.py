@@ -21,8 +21,10 @@ METHOD_NOTES = {
                  "Cheap and robust, but the negatives are short-run samples, not p_θ's.",
     "persistent": "Chains persist from one iteration to the next (PCD): the model changes "
                   "slowly, so K steps continue where the chains were and track p_θ.",
-    "replay": "Negatives are drawn from a buffer of past negatives (5% restarted from noise), "
-              "run K steps, and written back: persistence with diversity.",
+    "replay": "Negatives are drawn from a buffer of past negatives (a small fraction, set per "
+              "data set, restarted from noise), run K steps, and written back: persistence "
+              "with diversity. The buffer is drawn under the negatives, darker where an "
+              "entry has run longer since it left the noise.",
     "exact": "No chains at all: the negative phase E_pθ[∇θ E] is an exact weighted sum over "
              "the cells of a grid. The true maximum-likelihood gradient, the reference for "
              "the other methods.",
