@@ -5,8 +5,8 @@ a *turn* (:meth:`FairTurns.turn`): at most :data:`SLOTS` turns compute at once, 
 several sessions wait, the one that computed least lately goes first. A heavy session
 therefore gets what is left once light ones are served, and a light session waits at most
 one slice (about :data:`dashboard.live_view.TICK_BUDGET_S`) of each busy slot. Work
-outside turns (a training worker process) holds between its iterations while a lighter
-session runs its page (:meth:`FairTurns.should_wait`), and is charged to its owner.
+outside turns (a training worker) steps aside between its iterations while a lighter
+session runs its page (:meth:`FairTurns.step_aside`), and is charged to its owner.
 
 :func:`run_slice` also skips the slice when it is no longer wanted: its session was
 closed, or its job was replaced by a new run. Work runs in slices bounded in time, so a
@@ -97,12 +97,19 @@ class FairTurns:
                     del self._foreground[who]
                 self._cv.notify_all()
 
-    def should_wait(self, who: Hashable) -> bool:
-        """For work outside turns (a training worker between two iterations): whether a
-        lighter session runs its page now, so that ``who``'s work should hold (the caller
-        bounds how long, by ``max_defer_s``)."""
+    def step_aside(self, who: Hashable) -> float:
+        """For work outside turns (a training worker between two iterations): wait while a
+        lighter session runs its page, at most ``max_defer_s``.
+
+        Returns the seconds waited.
+        """
+        t0 = time.perf_counter()
         with self._cv:
-            return self._deferred(who, time.perf_counter())
+            while True:
+                now = time.perf_counter()
+                if now - t0 >= self.max_defer_s or not self._deferred(who, now):
+                    return now - t0
+                self._cv.wait(timeout=0.05)
 
     def charge(self, who: Hashable, seconds: float) -> None:
         """Count ``seconds`` of compute done outside turns as ``who``'s usage."""

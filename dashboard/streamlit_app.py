@@ -26,11 +26,10 @@ THREADS = int(os.environ.get("LANGEVIN_LAB_THREADS", "1"))
 if THREADS > 0 and torch.get_num_threads() != THREADS:
     torch.set_num_threads(THREADS)
 
-from dashboard import scheduler, train_proc  # noqa: E402 - after the path set-up above
+from dashboard import scheduler  # noqa: E402 - after the path set-up above
 from ebmcore.sampling.compiled_run import warm_up  # noqa: E402
 
 warm_up()  # the compiled sampling kernels load in the background, once per server process
-train_proc.warm_up()  # the training workers' fork server starts (and warms) in the background
 from dashboard.safe_text import md  # noqa: E402
 
 PAGES = (  # file, title, icon, URL path

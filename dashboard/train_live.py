@@ -7,28 +7,27 @@ per-iteration losses.  Trainers pause exactly between iterations when their
 same run as an uninterrupted one.
 
 :func:`advance` trains in the caller's thread.  The live page uses :func:`pump`
-instead: a worker *process* trains a copy of the trainer while the page draws
-(:mod:`dashboard.train_proc`: it never competes with the pages for the interpreter lock),
-and a thread of this process mirrors what it sends for the page.  The worker stops
-between two iterations when the session is no longer running, when its browser session
-closed, or when no page has pumped it for :data:`LEASE_S`; its final state is then loaded
-back into the session's trainer, bit for bit.  While a lighter session runs its page the
-worker holds between iterations (fair sharing, see :mod:`dashboard.scheduler`), and its
-compute counts as its session's.  Readers take the session's lock, and :func:`snapshot`
-returns the copy published after the last update.
+instead: a worker thread trains while the page draws, so drawing never holds training
+up; it stops between two iterations when the session is no longer running or when no
+page has pumped it for :data:`LEASE_S`, or once its browser session closed; between two
+iterations it steps aside while a lighter session runs its page (fair sharing, see
+:mod:`dashboard.scheduler`), and its compute counts as its session's.  Both take
+the session's lock per iteration, so they never step the trainer at once, and
+:func:`snapshot` copies what a drawing reads under the same lock.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dashboard import scheduler, train_proc
+from dashboard import scheduler
 from ebmcore.ebm.adversarial import AdversarialConfig, AdversarialTrainer
 from ebmcore.ebm.data import Dataset
 from ebmcore.ebm.models import ModelConfig
@@ -56,7 +55,10 @@ __all__ = [
 ]
 
 LEASE_S = 10.0  # the worker trains on this long after the last pump, then waits for one
-WATCH_S = 0.1  # how often the mirroring thread checks the lease, the session and fairness
+# The worker's many small torch ops each give the GIL up and take it back; at Python's
+# default 5 ms switch interval the page's drawing holds it for whole slices meanwhile
+# (measured: training at 59-75% of its foreground speed while drawing, 91% at 0.5 ms).
+SWITCH_INTERVAL_S = 0.0005
 
 MAX_FRAMES = 20  # evaluation snapshots a session keeps (evenly thinned, the last one kept)
 
@@ -91,10 +93,8 @@ class TrainSession:
     busy: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     pumped: float = 0.0  # perf_counter of the last pump (the worker's lease)
     worker: threading.Thread | None = field(default=None, repr=False, compare=False)
-    segment: Any = field(default=None, repr=False, compare=False)  # the worker process
-    buffer_view: Any = None  # the worker's replay buffer and ages, as last sent
     view: Any = None  # the Snapshot published after the last iteration
-    waiting: int = 0  # threads waiting for `busy` (checkpoints, pauses)
+    waiting: int = 0  # threads waiting for `busy`: the worker lets them in (locks are unfair)
     frames: list = field(default_factory=list)  # a Frame per evaluation (at most MAX_FRAMES)
     framed: int = 0  # evaluation rows already turned into frames
     owner: Any = "-"  # the browser session the worker trains for (its fair-share account)
@@ -131,9 +131,8 @@ def start(key: tuple, trainer: Any) -> TrainSession:
 
 
 def advance(s: TrainSession, budget_s: float) -> TrainSession:
-    """Train until ``budget_s`` seconds are spent (at least one iteration) or the run ends
-    (here, unless a worker process trains it)."""
-    if s.status != "running" or s.segment is not None or not s.busy.acquire(blocking=False):
+    """Train until ``budget_s`` seconds are spent (at least one iteration) or the run ends."""
+    if s.status != "running" or not s.busy.acquire(blocking=False):
         return s
     t0 = time.perf_counter()
     try:
@@ -178,99 +177,52 @@ def _keep_frame(s: TrainSession, ev: Any) -> None:
     s.frames = [*frames[:-1:2], frames[-1]] if len(frames) > MAX_FRAMES else frames
 
 
-def _apply(s: TrainSession, u: train_proc.Update) -> None:
-    """Mirror a worker's update: the page reads it as if the trainer here had stepped."""
-    tr = s.trainer
-    tr.history.extend(u.rows)
-    if u.metrics is not None:
-        tr.last_metrics = u.metrics
-    for ev in u.events:
-        s.losses.append((ev.iteration, ev.loss))
-    s.iters_done += len(u.events)
-    s.compute_s += u.compute_s
-    scheduler.TURNS.charge(s.owner, u.compute_s)
-    s.last = u.events[-1]
-    tr.iteration = s.last.iteration  # the rest of the state comes back when the worker ends
-    s.buffer_view = u.buffer
-    evaluated = [ev for ev in u.events if ev.metrics is not None]
-    if evaluated:  # at most one: the worker sends at each evaluation
-        _keep_frame(s, evaluated[-1])
-    s.view = _copy(s)
-
-
-def _serve(s: TrainSession, seg: train_proc.Segment) -> None:
-    """The mirroring thread of one worker process: apply its updates; stop it once not
-    running, not leased or its session closed; hold it while a lighter page runs; load
-    its final state back."""
-    held_since = None
-    try:
-        while not seg.done:
-            ups = seg.updates(WATCH_S)
-            if ups:
-                with s.busy:
-                    for u in ups:
-                        _apply(s, u)
-            now = time.perf_counter()
-            if (s.status != "running" or now - s.pumped >= LEASE_S
-                    or not scheduler.session_open(s.owner)):
-                seg.stop()  # it ends after the iteration in flight; the loop reads the rest
-            elif scheduler.TURNS.should_wait(s.owner):
-                held_since = now if held_since is None else held_since
-                seg.hold(now - held_since < scheduler.TURNS.max_defer_s)
-            else:
-                held_since = None
-                seg.hold(False)
-    except Exception as exc:  # never take the page down
-        seg.stop()
-        seg.close()
-        seg.error = seg.error or f"{type(exc).__name__}: {exc}"
-    with s.busy:
-        if seg.final is not None:
-            train_proc.restore(seg.final, s.trainer)
-            s.buffer_view = None
-        s.segment = None
-        if seg.error is not None:
-            _failed(s, RuntimeError(seg.error))
-        s.view = _copy(s)
+def _work(s: TrainSession) -> None:
+    """The worker: one iteration at a time, under the lock, while running and leased, and
+    while its browser session is open (a closed tab stops it within one iteration)."""
+    while (s.status == "running" and time.perf_counter() - s.pumped < LEASE_S
+           and scheduler.session_open(s.owner)):
+        scheduler.TURNS.step_aside(s.owner)  # a lighter session's page goes first
+        with s.busy:
+            if s.status != "running" or s.trainer.finished:
+                break
+            t0 = time.perf_counter()
+            try:
+                ev = s.trainer.step()
+            except Exception as exc:  # never take the page down
+                _failed(s, exc)
+                break
+            finally:
+                dt = time.perf_counter() - t0
+                s.compute_s += dt
+                scheduler.TURNS.charge(s.owner, dt)
+            _record(s, ev)
+        while s.waiting and s.status == "running":  # let a checkpoint in between iterations
+            time.sleep(0.001)
     if s.status == "running" and s.trainer.finished:
         s.status = "finished"
-
-
-def _end_segment(s: TrainSession) -> None:
-    """Stop the worker process (if any) and wait until its state is back here."""
-    seg, worker = s.segment, s.worker
-    if seg is not None:
-        seg.stop()
-    if worker is not None and worker is not threading.current_thread():
-        worker.join()
 
 
 def set_status(s: TrainSession, status: str) -> TrainSession:
     """Pause, resume or stop ``s`` between two iterations: the worker's step in flight ends
     first, so the iteration shown when the button is answered is the one that stays."""
-    s.status = status
-    if status != "running":
-        _end_segment(s)
+    with _turn(s):
+        s.status = status
     return s
 
 
 def pump(s: TrainSession, budget_s: float) -> TrainSession:
-    """Keep a worker process training ``s`` and wait up to ``budget_s`` (less if the run
-    stops)."""
+    """Keep a worker training ``s`` and wait up to ``budget_s`` (less if the run stops)."""
     if s.status != "running":
         return s
     s.pumped = time.perf_counter()
     s.owner = scheduler.owner()
-    with s.busy:
-        if (s.worker is None or not s.worker.is_alive()) and not s.trainer.finished:
-            seg = s.segment = train_proc.start(s.trainer)
-            s.worker = threading.Thread(target=_serve, args=(s, seg), daemon=True,
-                                        name="langevin-lab-training")
-            s.worker.start()
-    if s.worker is not None:
-        s.worker.join(budget_s)
-    if s.status == "running" and s.trainer.finished and s.segment is None:
-        s.status = "finished"
+    if s.worker is None or not s.worker.is_alive():
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        s.worker = threading.Thread(target=_work, args=(s,), daemon=True,
+                                    name="langevin-lab-training")
+        s.worker.start()
+    s.worker.join(budget_s)
     return s
 
 
@@ -292,8 +244,6 @@ def _copy(s: TrainSession) -> Snapshot:
     tr = s.trainer
     sampler = getattr(tr, "sampler", None)
     buffer, age = getattr(sampler, "buffer", None), getattr(sampler, "age", None)
-    if s.segment is not None and s.buffer_view is not None:  # the worker's, as last sent
-        buffer, age = s.buffer_view
     # history and losses only ever grow: the reader slices them to this moment (cheap)
     return Snapshot(tr.iteration, s.last, len(tr.history), len(s.losses),
                     tr.last_metrics.density if tr.last_metrics is not None else None,
@@ -311,7 +261,7 @@ def snapshot(s: TrainSession) -> Snapshot:
 
 
 class _turn:
-    """``with _turn(s):`` holds ``s.busy`` (the mirroring thread waits between updates)."""
+    """``with _turn(s):`` holds ``s.busy``, the worker stepping aside between iterations."""
 
     def __init__(self, s: TrainSession) -> None:
         self.s = s
@@ -331,9 +281,7 @@ def metrics_rows(s: TrainSession) -> list[dict]:
 
 
 def checkpoint_bytes(s: TrainSession) -> bytes:
-    """The trainer's resumable checkpoint as bytes (taken between two iterations: a worker
-    process stops and hands its state back first; the next pump starts a new one)."""
-    _end_segment(s)
+    """The trainer's resumable checkpoint as bytes (taken between two iterations)."""
     fd, path = tempfile.mkstemp(suffix=".pt")
     os.close(fd)
     try:

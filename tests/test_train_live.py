@@ -106,7 +106,7 @@ def _until(predicate, wait_s: float = 60.0) -> None:
         time.sleep(0.001)
 
 
-def test_the_worker_charges_its_session_and_holds_for_a_lighter_page(data, monkeypatch):
+def test_the_worker_charges_its_session_and_steps_aside_for_a_lighter_page(data, monkeypatch):
     turns = scheduler.FairTurns(slots=1, half_life_s=1e9, max_defer_s=1e9)  # no timing
     monkeypatch.setattr(scheduler, "TURNS", turns)
     s = _session(data, 1_000_000, "persistent")
@@ -124,3 +124,15 @@ def test_the_worker_charges_its_session_and_holds_for_a_lighter_page(data, monke
     _until(lambda: s.trainer.iteration > held)  # the page ended: training goes on
     s.status = "stopped"
     s.worker.join(60)
+
+
+def test_the_worker_stops_once_its_browser_session_closed(data, monkeypatch):
+    s = _session(data, 1_000_000, "persistent")
+    closed = set()
+    monkeypatch.setattr(scheduler, "session_open", lambda sid: sid not in closed)
+    train_live.pump(s, 0.0)
+    _until(lambda: s.trainer.iteration > 0)
+    closed.add(s.owner)  # the tab closed: no pause, no lease end
+    s.worker.join(60)
+    assert not s.worker.is_alive() and s.status == "running"  # resumable if it comes back
+    assert s.trainer.iteration < 1_000_000
