@@ -73,6 +73,7 @@ def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
 
     @st.fragment(run_every=TICK_S if running else None)
     def tick() -> None:
+        scheduler.pin_threads()  # a fragment's script thread may be new to torch
         j = job()
         if j is None:
             return

@@ -32,7 +32,7 @@ from ebmcore.budget import GIB, Budget, Cost, check, training_cost
 from ebmcore.energies import ValidationError
 
 __all__ = ["ITER_WORK", "SESSION_BUDGET", "SLOTS", "TURNS", "FairTurns", "check_iteration",
-           "owner", "price_training", "run_slice", "session_open"]
+           "owner", "pin_threads", "price_training", "run_slice", "session_open"]
 
 # A request of one browser session: a large playground run (1e5 chains x 5000 steps is
 # 1e10) or the default trainings (about 1e12) fit; the server serves several sessions.
@@ -156,6 +156,20 @@ class FairTurns:
 
 
 TURNS = FairTurns()
+
+
+def pin_threads() -> None:
+    """Give the calling thread the process's torch thread count.
+
+    OpenMP keeps the team size per thread, and a thread torch has not configured (a
+    training worker, a fragment's script thread) starts with one thread per core for the
+    math libraries' kernels: on a shared machine that oversubscribes the cores, and the
+    results differ in the last bits from the same run in a configured thread (measured:
+    a worker's losses differed from the foreground's at iteration 10).
+    """
+    import torch
+
+    torch.set_num_threads(torch.get_num_threads())
 
 
 def owner() -> Hashable:

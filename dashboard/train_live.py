@@ -180,6 +180,7 @@ def _keep_frame(s: TrainSession, ev: Any) -> None:
 def _work(s: TrainSession) -> None:
     """The worker: one iteration at a time, under the lock, while running and leased, and
     while its browser session is open (a closed tab stops it within one iteration)."""
+    scheduler.pin_threads()  # the same kernels (and bits) as a run in the foreground
     while (s.status == "running" and time.perf_counter() - s.pumped < LEASE_S
            and scheduler.session_open(s.owner)):
         scheduler.TURNS.step_aside(s.owner)  # a lighter session's page goes first
