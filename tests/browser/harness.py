@@ -61,22 +61,9 @@ def browser_problem() -> str | None:
     return None
 
 
-def launch(playwright: Any, niceness: int = 0, scratch: Path | None = None) -> Any:
-    """Debian's Chromium, headless (``playwright install`` cannot download browsers here).
-
-    ``playwright`` is a Playwright instance or its ``chromium`` browser type (a second
-    browser of one Playwright: ``browser.browser_type``). ``niceness > 0`` runs it at that
-    lower CPU priority (through a wrapper script written to ``scratch``): browsers of other
-    users, which in real use run on their own machines.
-    """
-    exe = CHROMIUM
-    if niceness:
-        assert scratch is not None, "a niced browser needs a scratch folder for its wrapper"
-        exe = str(scratch / "chromium-niced")
-        Path(exe).write_text(f'#!/bin/sh\nexec nice -n {niceness} "{CHROMIUM}" "$@"\n')
-        os.chmod(exe, 0o755)
-    kind = getattr(playwright, "chromium", playwright)
-    return kind.launch(executable_path=exe, args=LAUNCH_ARGS)
+def launch(playwright: Any) -> Any:
+    """Debian's Chromium, headless (``playwright install`` cannot download browsers here)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
 
 
 # -- the server ----------------------------------------------------------------------------
