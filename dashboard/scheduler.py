@@ -25,7 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from ebmcore.budget import GIB, Budget, Cost, check, training_cost
@@ -113,9 +113,14 @@ class FairTurns:
 
     def charge(self, who: Hashable, seconds: float) -> None:
         """Count ``seconds`` of compute done outside turns as ``who``'s usage."""
-        now = time.perf_counter()
         with self._cv:
-            self._used[who] = (self.usage(who, now) + seconds, now)
+            self._add_usage(who, seconds, time.perf_counter())
+
+    def _add_usage(self, who: Hashable, seconds: float, now: float) -> None:
+        """Add ``seconds`` to ``who``'s decayed usage (the caller holds the condition)."""
+        self._used[who] = (self.usage(who, now) + seconds, now)
+        if len(self._used) > 1000:  # forget owners idle long enough to rank last
+            self._used = {k: v for k, v in self._used.items() if self.usage(k, now) > 1e-3}
 
     @contextmanager
     def turn(self, who: Hashable) -> Iterator[None]:
@@ -148,10 +153,7 @@ class FairTurns:
             now = time.perf_counter()
             with self._cv:
                 self._busy -= 1
-                self._used[who] = (self.usage(who, now) + (now - t0), now)
-                if len(self._used) > 1000:  # forget owners idle long enough to rank last
-                    self._used = {k: v for k, v in self._used.items()
-                                  if self.usage(k, now) > 1e-3}
+                self._add_usage(who, now - t0, now)
                 self._cv.notify_all()
 
 
@@ -206,12 +208,7 @@ def run_slice(who: Hashable, job: Any, wanted: Callable[[], bool],
 
     Returns whether it stepped.
     """
-    if not fair:
-        if not wanted():
-            return False
-        step(job, budget_s)
-        return True
-    with turns.turn(who):
+    with turns.turn(who) if fair else nullcontext():
         if not wanted():
             return False
         step(job, budget_s)

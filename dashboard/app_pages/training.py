@@ -109,7 +109,7 @@ def evolution(sess: train_live.TrainSession, live: bool = False) -> None:
 
     def fig():
         # built once per set of snapshots, not once per live tick
-        key = (id(sess), tuple(f.iteration for f in frames))
+        key = (id(sess), live, tuple(f.iteration for f in frames))
         memo = ss.get("_training_evolution")
         if memo is None or memo[0] != key:
             memo = ss["_training_evolution"] = (
@@ -130,7 +130,7 @@ def evolution(sess: train_live.TrainSession, live: bool = False) -> None:
 
 
 def _replace(sess) -> None:
-    """A run about to be replaced stops now (its worker process too), not at its lease's end."""
+    """A run about to be replaced stops now (its worker thread too), not at its lease's end."""
     if sess is not None and sess.status in ("running", "paused"):
         train_live.set_status(sess, "stopped")
 

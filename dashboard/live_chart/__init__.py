@@ -63,14 +63,18 @@ def live_chart(fig: go.Figure, *, key: str, config: dict) -> None:
     """
     # the traces, then the layout, then any animation frames (as one part); orjson writes
     # numpy arrays directly (float32 as float32)
-    texts = [*(plotly.io.to_json(t, validate=False, engine="orjson") for t in fig.data),
-             plotly.io.to_json(fig.layout, validate=False, engine="orjson")]
-    framed = bool(fig.frames)
-    if framed:
-        texts.append(to_json_plotly([f.to_plotly_json() for f in fig.frames], engine="orjson"))
     memo = st.session_state.setdefault(_MEMO, {})
-    asked = _asked(key)
     last = memo.get(key)
+    framed = bool(fig.frames)
+    if last is not None and last.get("fig") is fig:  # the same figure again (a memoised
+        texts = last["texts"]  # animation): its text is not written again per tick
+    else:
+        texts = [*(plotly.io.to_json(t, validate=False, engine="orjson") for t in fig.data),
+                 plotly.io.to_json(fig.layout, validate=False, engine="orjson")]
+        if framed:
+            texts.append(to_json_plotly([f.to_plotly_json() for f in fig.frames],
+                                        engine="orjson"))
+    asked = _asked(key)
     if last is None or asked != last["answered"]:
         last = {"sent": {}}  # tag -> how many renders carried that text in full
     sent: dict[int, int] = {}
@@ -80,7 +84,7 @@ def live_chart(fig: go.Figure, *, key: str, config: dict) -> None:
         n = last["sent"].get(tag, 0)
         parts.append([tag] if n >= REPEATS else text)
         sent[tag] = n if n >= REPEATS else n + 1
-    memo[key] = {"sent": sent, "answered": asked}
+    memo[key] = {"sent": sent, "answered": asked, "fig": fig, "texts": texts}
     _component()(parts=parts, tags=[hash(t) & _TAG_MASK for t in texts], framed=framed,
                  config=json.dumps(config), key=key, default=None)
 
