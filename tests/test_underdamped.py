@@ -10,7 +10,7 @@ import torch
 from ebmcore.energies import ValidationError
 from ebmcore.exact.density import sgld_stationary_cov
 from ebmcore.sampling.fast import inplace_grad
-from ebmcore.sampling.runner import SampleConfig, sample
+from ebmcore.sampling.runner import SampleConfig, sample, steps_rng
 from ebmcore.sampling.underdamped import (
     baoab_stationary_cov,
     underdamped_init,
@@ -145,6 +145,7 @@ def test_runner_fast_path_matches_the_kernel(gauss):
     u = torch.rand(50, 2, generator=gen, dtype=torch.float64)
     x = torch.stack([x0 + (x1 - x0) * u[:, 0], y0 + (y1 - y0) * u[:, 1]], 1)
     st = underdamped_init(gauss.energy, x, gen, grad=gauss.grad)
+    gen = steps_rng(gen, cfg)  # then the steps' noise stream
     for _ in range(40):
         st, _ = underdamped_step(gauss.energy, st, gen, step_size=0.3, friction=2.0,
                                  grad=gauss.grad)

@@ -19,12 +19,13 @@ try:  # numba is a dependency, but the torch paths stay usable without it
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
-__all__ = ["AVAILABLE", "KERNEL_MODULES", "f32_from_bits", "is_f32", "kernel_stamp", "njit",
-           "round_like"]
+__all__ = ["AVAILABLE", "KERNEL_MODULES", "bits_from_f32", "f32_from_bits", "is_f32",
+           "kernel_stamp", "njit", "round_like"]
 
 AVAILABLE = numba is not None
 KERNEL_MODULES = ("ebmcore.sampling.compiled_jit", "ebmcore.sampling.compiled_vec",
-                  "ebmcore.sampling.compiled", "ebmcore.sampling.compiled_loops")
+                  "ebmcore.sampling.compiled", "ebmcore.sampling.compiled_loops",
+                  "ebmcore.sampling.noise")
 """Every module whose source the compiled kernels are built from (tests check the list)."""
 _STAMP: list[str] = []
 
@@ -74,6 +75,11 @@ def f32_from_bits(bits):
     """The float32 whose bit pattern is the int32 ``bits`` (in compiled code only, where numba
     is present: an overload wrapper would be a call that keeps loops from vectorising)."""
     return np.int32(bits).view(np.float32)
+
+
+def bits_from_f32(x):
+    """The int32 bit pattern of the float32 ``x`` (the inverse of :func:`f32_from_bits`)."""
+    return np.float32(x).view(np.int32)
 
 
 def _prefer_512_bit_vectors() -> None:
@@ -133,3 +139,10 @@ if numba is not None:
             return builder.bitcast(args[0], ir.FloatType())
 
         return types.float32(types.int32), codegen
+
+    @intrinsic
+    def bits_from_f32(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.IntType(32))
+
+        return types.int32(types.float32), codegen

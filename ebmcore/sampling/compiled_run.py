@@ -1,12 +1,13 @@
 """The fused run on the compiled kernels: SGLD, MALA, HMC and underdamped Langevin.
 
 Between two checks (:func:`ebmcore.sampling.config.CHECK_EVERY` steps at most) the chunk's
-random numbers are drawn by torch from the run's generator, one ``randn(N, 2)`` (and for
-MALA/HMC one ``rand(N)``) per step in the reference kernels' order: that is the random
-stream contract, so a seed gives the same numbers as ``fused=False`` (to rounding), on
-every path.  The kernel of :mod:`ebmcore.sampling.compiled_loops` then advances every
-chain through the chunk, writing recorded frames, paths and frame energy sums; the check
-between chunks freezes chains that left the finite world, as on the torch paths.
+random numbers are drawn in one call from the run's :class:`~ebmcore.sampling.noise.NoiseStream`,
+as the reference kernels draw them step by step, one ``normal(N, 2)`` (and for MALA/HMC one
+``uniform(N)``) per step: that is the random stream contract, so a seed gives the same
+numbers as ``fused=False`` (to rounding), on every path.  The kernel of
+:mod:`ebmcore.sampling.compiled_loops` then advances every chain through the chunk,
+writing recorded frames, paths and frame energy sums; the check between chunks freezes
+chains that left the finite world, as on the torch paths.
 
 Chosen by measurement over a ``torch.compile``'d chunk: a block of chains kept in cache
 through a chunk costs one pass over memory per chunk, not one per operation per step, and
@@ -29,6 +30,7 @@ from ebmcore.sampling.compiled import KINDS, compiled_target
 from ebmcore.sampling.compiled_loops import baoab_chunk, hmc_chunk, mala_chunk, sgld_chunk
 from ebmcore.sampling.config import Progress, SampleConfig
 from ebmcore.sampling.kernels import SamplerState
+from ebmcore.sampling.noise import NoiseStream, Rng, fill_normal_, uniform
 
 __all__ = ["COMPILED_MAX_CHAINS", "COMPILED_SAMPLERS", "compiled_spec", "run_compiled", "warm_up"]
 
@@ -65,7 +67,7 @@ def _slots(step: int, stop: int, period: int) -> np.ndarray:
 
 
 def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
-                 spec: tuple[int, np.ndarray], gen: torch.Generator, temperature: float,
+                 spec: tuple[int, np.ndarray], gen: Rng, temperature: float,
                  clock, stops: list[int]) -> Iterator[Progress]:
     """Run ``cfg`` from the checked ``state`` through ``stops`` (the steps after which the
     run checks), yielding an event where ``clock.due``; ``rec`` is the run's recorder."""
@@ -87,10 +89,12 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
     step = 0
     for stop in stops:
         s_len, f0, n_before = stop - step, rec.frames, rec.n_live
-        for i in range(s_len if draw else 0):
-            torch.randn((n, 2), generator=gen, out=noise[i])
+        if draw and isinstance(gen, NoiseStream):
+            gen.chunk_(noise[:s_len], None if unif is None else unif[:s_len])
+        for i in range(s_len if draw and not isinstance(gen, NoiseStream) else 0):
+            fill_normal_(noise[i], gen)
             if unif is not None:
-                torch.rand(n, generator=gen, out=unif[i])
+                unif[i] = uniform((n,), gen, dtype=unif.dtype, device="cpu")
         frame_of, path_of = _slots(step, stop, rec.thin), _slots(step, stop, rec.path_thin)
         alive = rec.alive.numpy()
         out = (alive, frames, frame_of, paths, path_of, esa)

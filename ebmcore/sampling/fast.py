@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ebmcore.energies import Target, ValidationError
+from ebmcore.sampling.noise import Rng, fill_normal_
 
 __all__ = [
     "FAST_GRADS",
@@ -51,7 +52,7 @@ def sgld_loop(
     n_steps: int,
     step_size: float,
     temperature: float,
-    generator: torch.Generator,
+    generator: Rng,
     noise_buf: Tensor | None = None,
     *,
     grad_buf: Tensor | None = None,
@@ -97,7 +98,7 @@ def sgld_loop(
             grad_fn(x, grad)
             x.add_(grad, alpha=-step_size)
             if noise is not None:
-                torch.randn(x.shape, generator=generator, out=noise)
+                fill_normal_(noise, generator)
                 x.add_(noise, alpha=scale)
             if paths_out is not None:
                 paths_out[:, i] = x[: paths_out.shape[0]]

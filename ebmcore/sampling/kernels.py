@@ -1,6 +1,7 @@
 """Langevin-family transition kernels as pure step functions.
 
-Each kernel maps ``(energy, state, generator)`` to ``(new_state, info)``.  The
+Each kernel maps ``(energy, state, generator)`` to ``(new_state, info)``; the generator is
+a ``torch.Generator`` or the runs' counter-based :class:`~ebmcore.sampling.noise.NoiseStream`.  The
 state caches positions, energies and gradients, so an accept/reject kernel
 never re-evaluates the energy at the current point.  The energy is an argument
 of every call, not captured once: during training it changes at every step.
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ebmcore.energies import Energy, energy_and_grad
+from ebmcore.sampling.noise import Rng, normal, uniform
 
 __all__ = [
     "METROPOLIS",
@@ -60,8 +62,8 @@ def init_state(energy: Energy, x: Tensor, grad: GradFn | None = None) -> Sampler
     return SamplerState(x.detach(), e, g)
 
 
-def _normal(like: Tensor, generator: torch.Generator) -> Tensor:
-    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+def _normal(like: Tensor, generator: Rng) -> Tensor:
+    return normal(like.shape, generator, dtype=like.dtype, device=like.device)
 
 
 def sgld_update(x: Tensor | float, grad: Tensor, step_size: float | Tensor,
@@ -85,7 +87,7 @@ def noise_std(step_size: float, temperature: float) -> float:
 def sgld_step(
     energy: Energy,
     state: SamplerState,
-    generator: torch.Generator,
+    generator: Rng,
     *,
     step_size: float,
     temperature: float = 1.0,
@@ -103,11 +105,10 @@ def sgld_step(
 
 
 def _accept(
-    old: SamplerState, new: SamplerState, log_alpha: Tensor, generator: torch.Generator
+    old: SamplerState, new: SamplerState, log_alpha: Tensor, generator: Rng
 ) -> tuple[SamplerState, StepInfo]:
     log_alpha = torch.nan_to_num(log_alpha, nan=-math.inf)  # a NaN proposal is rejected
-    u = torch.rand(log_alpha.shape, generator=generator, dtype=log_alpha.dtype,
-                   device=log_alpha.device)
+    u = uniform(log_alpha.shape, generator, dtype=log_alpha.dtype, device=log_alpha.device)
     take = torch.log(u) < log_alpha
     col = take[:, None]
     state = SamplerState(
@@ -121,7 +122,7 @@ def _accept(
 def mala_step(
     energy: Energy,
     state: SamplerState,
-    generator: torch.Generator,
+    generator: Rng,
     *,
     step_size: float,
     temperature: float = 1.0,
@@ -147,7 +148,7 @@ def mala_step(
 def hmc_step(
     energy: Energy,
     state: SamplerState,
-    generator: torch.Generator,
+    generator: Rng,
     *,
     step_size: float,
     n_leapfrog: int = 10,

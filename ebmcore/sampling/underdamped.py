@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ebmcore.energies import Energy, ValidationError, energy_and_grad
 from ebmcore.sampling.kernels import SAMPLERS, GradFn, SamplerState, StepInfo
+from ebmcore.sampling.noise import Rng, fill_normal_, normal
 
 __all__ = ["KineticState", "baoab_stationary_cov", "underdamped_init", "underdamped_loop",
            "underdamped_step"]
@@ -37,7 +38,7 @@ class KineticState(SamplerState):
     v: Tensor  # (N, 2) velocities
 
 
-def underdamped_init(energy: Energy, x: Tensor, generator: torch.Generator, *,
+def underdamped_init(energy: Energy, x: Tensor, generator: Rng, *,
                      temperature: float = 1.0, grad: GradFn | None = None,
                      v: Tensor | None = None) -> KineticState:
     """Cache ``E`` and ``grad E`` at ``x``; velocities ``v`` or Maxwell draws ``N(0, T I)``.
@@ -48,8 +49,8 @@ def underdamped_init(energy: Energy, x: Tensor, generator: torch.Generator, *,
     if v is None:
         v = torch.zeros_like(x)
         if temperature > 0:
-            v = math.sqrt(temperature) * torch.randn(
-                x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            v = math.sqrt(temperature) * normal(x.shape, generator, dtype=x.dtype,
+                                                device=x.device)
     return KineticState(x.detach(), e, g, v.detach())
 
 
@@ -64,7 +65,7 @@ def _ou(step_size: float, friction: float, temperature: float) -> tuple[float, f
 def underdamped_step(
     energy: Energy,
     state: KineticState,
-    generator: torch.Generator,
+    generator: Rng,
     *,
     step_size: float,
     friction: float = 1.0,
@@ -82,7 +83,7 @@ def underdamped_step(
     x = state.x + half * v
     v = c * v
     if s > 0:
-        v = v + s * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        v = v + s * normal(x.shape, generator, dtype=x.dtype, device=x.device)
     x = x + half * v
     e, g = energy_and_grad(energy, x, grad)
     v = v - half * g
@@ -98,7 +99,7 @@ def underdamped_loop(
     step_size: float,
     friction: float,
     temperature: float,
-    generator: torch.Generator,
+    generator: Rng,
     *,
     noise_buf: Tensor | None = None,
     paths_out: Tensor | None = None,
@@ -133,7 +134,7 @@ as in :func:`ebmcore.sampling.fast.sgld_loop`.
             x.add_(v, alpha=half)
             v.mul_(c)
             if noise is not None:
-                torch.randn(x.shape, generator=generator, out=noise)
+                fill_normal_(noise, generator)
                 v.add_(noise, alpha=s)
             x.add_(v, alpha=half)
             grad_fn(x, g)
