@@ -19,11 +19,12 @@ try:  # numba is a dependency, but the torch paths stay usable without it
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
-__all__ = ["AVAILABLE", "KERNEL_MODULES", "bits_from_f32", "f32_from_bits", "is_f32",
+__all__ = ["AVAILABLE", "KERNEL_MODULES", "bits_from_f32", "f32_from_bits", "fma32", "is_f32",
            "kernel_stamp", "njit", "round_like"]
 
 AVAILABLE = numba is not None
-KERNEL_MODULES = ("ebmcore.sampling.compiled_jit", "ebmcore.sampling.compiled_vec",
+KERNEL_MODULES = ("ebmcore.sampling.compiled_jit", "ebmcore.sampling.compiled_math32",
+                  "ebmcore.sampling.compiled_vec",
                   "ebmcore.sampling.compiled", "ebmcore.sampling.compiled_loops",
                   "ebmcore.sampling.noise")
 """Every module whose source the compiled kernels are built from (tests check the list)."""
@@ -49,14 +50,17 @@ def njit(fn=None, *, inline: bool = False, contract: bool = False):
     with many array arguments costs more to call than to run).  ``contract``: ``a * b + c``
     may be one fused multiply-add (rounded once, not twice: the only fast-math flag used,
     and only in float32 code, whose results are not compared bit for bit); an inlined
-    helper takes its caller's flags.
+    helper takes its caller's flags.  ``contract`` code also takes numpy's error model: a
+    float division by zero gives inf or NaN instead of raising, so that no branch keeps a
+    division's loop from vectorising.
     """
     if fn is None:
         return lambda f: njit(f, inline=inline, contract=contract)
     if numba is None:
         return fn
     disp = numba.njit(cache=False, fastmath={"contract"} if contract else False, nogil=True,
-                      inline="always" if inline else "never")(fn)
+                      inline="always" if inline else "never",
+                      error_model="numpy" if contract else "python")(fn)
     disp._cache = KernelCache(disp.py_func)  # what cache=True does, with our stamp
     return disp
 
@@ -80,6 +84,11 @@ def f32_from_bits(bits):
 def bits_from_f32(x):
     """The int32 bit pattern of the float32 ``x`` (the inverse of :func:`f32_from_bits`)."""
     return np.float32(x).view(np.int32)
+
+
+def fma32(a, b, c):
+    """``a * b + c`` in float32 rounded once (LLVM's ``fma``: one instruction, vectorised)."""
+    return np.float32(float(a) * float(b) + float(c))  # where numba is absent: near enough
 
 
 def _prefer_512_bit_vectors() -> None:
@@ -146,3 +155,13 @@ if numba is not None:
             return builder.bitcast(args[0], ir.IntType(32))
 
         return types.int32(types.float32), codegen
+
+    @intrinsic
+    def fma32(typingctx, a, b, c):
+        def codegen(context, builder, signature, args):
+            f32 = ir.FloatType()
+            fn = builder.module.declare_intrinsic("llvm.fma", [f32],
+                                                  ir.FunctionType(f32, [f32, f32, f32]))
+            return builder.call(fn, args)
+
+        return types.float32(types.float32, types.float32, types.float32), codegen

@@ -1,42 +1,25 @@
 """float32 gradients written to vectorise: loops over the chains of a block, innermost.
 
 numba has no vector ``exp`` here (no SVML), so a scalar ``math.exp`` per chain and
-component kept the mixture at ~70 ns per chain-step.  :func:`exp32` is Cephes' ``expf``
-(range reduction by ln 2, a degree-6 polynomial, the power of two built from its bits):
-within 1 ulp of float32 (measured 6.0e-8 relative against float64, as libm's), and
+component kept the mixture at ~70 ns per chain-step.  ``exp32`` (Cephes' ``expf``, in
+:mod:`ebmcore.sampling.compiled_math32`, re-exported here) is within 1 ulp of float32 and
 branch-free, so LLVM runs it on 8 chains at once.  These loops may fuse multiply-adds
 (``contract``): exp32's polynomial is a chain of them (the mixture's weights 30% faster).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ebmcore.sampling.compiled_jit import f32_from_bits, njit
+from ebmcore.sampling.compiled_jit import njit
+from ebmcore.sampling.compiled_math32 import EXP_LOW, exp32, log32
 
 __all__ = ["exp32", "mala_accept32", "mixture_block32"]
 
 _F = np.float32
-_LOG2E, _LN2_HI, _LN2_LO = _F(1.44269504088896341), _F(0.693359375), _F(-2.12194440e-4)
-_E0, _E1, _E2 = _F(1.9875691500e-4), _F(1.3981999507e-3), _F(8.3334519073e-3)
-_E3, _E4, _E5 = _F(4.1665795894e-2), _F(1.6666665459e-1), _F(5.0000001201e-1)
-_ONE, _HALF, _ZERO = _F(1.0), _F(0.5), _F(0.0)
-_LOW = _F(-87.0)  # exp32's lowest argument: e^-87 = 1.6e-38, float32's smallest normal
+_ONE, _ZERO = _F(1.0), _F(0.0)
+_LOW = EXP_LOW  # exp32's lowest argument: e^-87 = 1.6e-38, float32's smallest normal
 _CUT32 = _F(-40.0)  # as compiled._CUT: weights below e^-40 of the largest change nothing
-
-
-@njit(inline=True, contract=True)
-def exp32(x):
-    """``e^x`` in float32 for ``-87 < x < 88`` (no overflow or denormal handling)."""
-    t = x * _LOG2E + _HALF
-    i = np.int32(t)  # rounds toward 0; floor(t) below (np.floor is a call: not vectorised)
-    i = i - np.int32(1) if _F(i) > t else i
-    n = _F(i)
-    r = (x - n * _LN2_HI) - n * _LN2_LO
-    y = (((((_E0 * r + _E1) * r + _E2) * r + _E3) * r + _E4) * r + _E5) * (r * r) + r + _ONE
-    return y * f32_from_bits((i + np.int32(127)) << np.int32(23))
 
 
 @njit(contract=True)
@@ -82,7 +65,7 @@ def mixture_block32(p, u, v, m, want_e, e, g0, g1, work):
         g1[i] = (v[i] - sy[i] * r) * inv_var
     if want_e:
         for i in range(m):
-            e[i] = const - (dmin[i] * c + math.log(s[i]))
+            e[i] = const - (dmin[i] * c + log32(s[i]))  # s >= 1
     else:
         e[:m] = 0.0
 

@@ -17,7 +17,8 @@ the last one ended, so a chunk of steps drawn at once equals its steps drawn one
 and the numbers of chain ``i`` at a step do not depend on how many chains follow it.
 
 The normals are computed in float32 for both dtypes (float64 chains get them widened):
-Cephes' ``logf`` and ``sinf``/``cosf`` polynomials on ``[-pi/4, pi/4]``, within a few float32 ulp,
+Cephes' ``logf`` and ``sinf``/``cosf`` polynomials on ``[-pi/4, pi/4]`` (shared with the kernels,
+:mod:`ebmcore.sampling.compiled_math32`), within a few float32 ulp,
 so their law differs from N(0, 1) by about 1e-7 in any quantile, which no test of fewer than
 1e14 draws could see; the largest is ``sqrt(64 ln 2) = 6.66`` (the law beyond it, 3e-11, is cut).
 """
@@ -30,7 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ebmcore.sampling.compiled_jit import bits_from_f32, f32_from_bits, is_f32, njit
+from ebmcore.sampling.compiled_jit import is_f32, njit
+from ebmcore.sampling.compiled_math32 import log32, sincos_pi4
 
 __all__ = ["NoiseStream", "Rng", "fill_normal_", "normal", "splitmix64", "uniform"]
 
@@ -40,14 +42,8 @@ _S30, _S27, _S31, _S32, _S40, _S11, _S8 = (_U(k) for k in (30, 27, 31, 32, 40, 1
 _LOW32, _LOW22 = _U(0xFFFFFFFF), _U(0x3FFFFF)
 _F = np.float32
 _TWO_M32, _TWO_M22, _TWO_M24, _TWO_M53 = 2.0**-32, _F(2.0**-22), _F(2.0**-24), 2.0**-53
-_SQRTHF, _LN2_HI, _LN2_LO = _F(0.707106781186547524), _F(0.693359375), _F(-2.12194440e-4)
-_L = tuple(_F(c) for c in (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1,
-                           -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
-                           2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1))
-_S1, _S2, _S3 = _F(-1.6666654611e-1), _F(8.3321608736e-3), _F(-1.9515295891e-4)
-_C1, _C2, _C3 = _F(4.166664568298827e-2), _F(-1.388731625493765e-3), _F(2.443315711809948e-5)
 _QUARTER_PI, _HALF_PI = _F(math.pi / 4), _F(math.pi / 2)
-_ONE, _HALF, _ZERO, _MINUS_TWO, _RT_HALF = _F(1.0), _F(0.5), _F(0.0), _F(-2.0), _F(math.sqrt(0.5))
+_HALF, _ZERO, _MINUS_TWO, _RT_HALF = _F(0.5), _F(0.0), _F(-2.0), _F(math.sqrt(0.5))
 
 
 @njit(inline=True)
@@ -58,35 +54,16 @@ def _mix(z):
 
 
 @njit(inline=True)
-def _log32(x):
-    """Cephes' ``logf`` for a positive normal float32 ``x`` (no special values), branch-free."""
-    bits = bits_from_f32(x)
-    e = (bits >> np.int32(23)) - np.int32(126)
-    m = f32_from_bits((bits & np.int32(0x007FFFFF)) | np.int32(0x3F000000))  # in [0.5, 1)
-    low = m < _SQRTHF
-    e = e - np.int32(1) if low else e
-    m = (m + m - _ONE) if low else (m - _ONE)
-    z = m * m
-    y = ((((((((_L[0] * m + _L[1]) * m + _L[2]) * m + _L[3]) * m + _L[4]) * m + _L[5]) * m
-            + _L[6]) * m + _L[7]) * m + _L[8])
-    fe = _F(e)
-    y = y * m * z + fe * _LN2_LO - _HALF * z
-    return (m + y) + fe * _LN2_HI
-
-
-@njit(inline=True)
 def _pair(z):
     """The two float32 normals of output ``z`` (Box-Muller; see the module docstring)."""
     hi, lo = z >> _S32, z & _LOW32
     u = _F(np.int64(hi) + np.int64(1)) * _F(_TWO_M32)
-    q2 = _MINUS_TWO * _log32(u)
+    q2 = _MINUS_TWO * log32(u)
     h = math.sqrt(q2 if q2 > _ZERO else _ZERO) * _RT_HALF
     b = lo >> _S8  # 24 bits of angle: the quadrant, then 22 bits within it
     quad = np.int64(b >> _U(22))
     a = (_F(np.int64(b & _LOW22)) + _HALF) * _TWO_M22 * _HALF_PI - _QUARTER_PI
-    t = a * a
-    s = a + a * t * (_S1 + t * (_S2 + t * _S3))
-    c = _ONE - _HALF * t + t * t * (_C1 + t * (_C2 + t * _C3))
+    s, c = sincos_pi4(a)  # inlined: this caller's flags (no contract), so the stream's bits
     # cos and sin of the quadrant's centre, over sqrt(1/2) (folded into h): +-1
     cq = _F(np.int64(1) - np.int64(2) * ((quad ^ (quad >> np.int64(1))) & np.int64(1)))
     sq = _F(np.int64(1) - np.int64(2) * (quad >> np.int64(1)))
