@@ -1,10 +1,15 @@
 """Compiled multi-step kernels: SGLD, MALA, HMC and BAOAB over a chunk of steps.
 
-Each kernel takes the random numbers of the chunk already drawn by torch from the run's
-generator (``noise[s]`` is the ``randn(N, 2)`` of step ``s``, ``unif[s]`` the ``rand(N)`` of
-its accept test), so the random stream is the reference kernels' one draw for draw, and
-from the same seed the chains agree with :mod:`ebmcore.sampling.kernels` to rounding.
-Then it runs block by block: a block of :data:`BLOCK` chains is copied into scratch
+Each kernel draws its random numbers where it uses them, from the run's
+:class:`~ebmcore.sampling.noise.NoiseStream` (``seed``, and ``pos``, its position at the
+chunk's start): a block's noise at step ``s`` is the block's rows of the ``normal(N, 2)``
+(then ``uniform(N)``, for an accept test) that the reference kernels draw at that step,
+computed from the outputs' indices alone (:func:`~ebmcore.sampling.noise.block_normals`).
+So the random stream is the reference kernels' one draw for draw, from the same seed the
+chains agree with :mod:`ebmcore.sampling.kernels` to rounding, and no chunk of noise is
+ever stored (at 1e6 chains, 32 steps of it were 256 MB written and read back).
+The caller advances the stream by :func:`step_outputs` per step.  Each kernel runs block
+by block: a block of :data:`BLOCK` chains is copied into scratch
 vectors that stay in the L1 cache through all the chunk's steps, and each step is a few
 loops over the block, the gradient evaluated for the whole block at once by
 :func:`ebmcore.sampling.compiled.grad_block` (one branch on the target per block, so each
@@ -35,10 +40,30 @@ import numpy as np
 from ebmcore.sampling.compiled import grad_block, njit, round_like
 from ebmcore.sampling.compiled_jit import is_f32
 from ebmcore.sampling.compiled_vec import mala_accept32
+from ebmcore.sampling.noise import _U, block_normals, block_uniforms
 
-__all__ = ["BLOCK", "baoab_chunk", "hmc_chunk", "mala_chunk", "sgld_chunk"]
+__all__ = ["BLOCK", "baoab_chunk", "hmc_chunk", "mala_chunk", "sgld_chunk", "step_outputs"]
 
-BLOCK = 256  # chains advanced together: their scratch vectors fit in L1
+BLOCK = 256  # chains advanced together: their scratch vectors fit in L1 (even: see _u_at)
+
+
+def step_outputs(n: int, f32: bool, accept: bool) -> int:
+    """The stream outputs one step of ``n`` chains takes: ``normal(N, 2)`` (``n``), then for
+    an accept test ``uniform(N)`` (``ceil(n / 2)`` in float32, ``n`` in float64)."""
+    return n + (((n + 1) // 2 if f32 else n) if accept else 0)
+
+
+@njit(inline=True)
+def _n_at(pos, s, stride, n0):
+    """Output index of chain ``n0``'s normals at chunk step ``s``."""
+    return pos + _U(s * stride + n0)
+
+
+@njit(inline=True)
+def _u_at(pos, s, stride, n, n0, f32):
+    """Output index of chain ``n0``'s uniform at chunk step ``s`` (``n0`` even: a float32
+    block starts on an output's first value)."""
+    return pos + _U(s * stride + n + (n0 // 2 if f32 else n0))
 
 
 @njit(inline=True)
@@ -69,17 +94,19 @@ def _record(f, q, n0, m, u, v, e, live, frames, paths, esum):
 
 
 @njit
-def sgld_chunk(kind, p, x, noise, noisy, eps, scale, alive, frames, frame_of, paths, path_of,
-               esum):
+def sgld_chunk(kind, p, x, seed, pos, noisy, eps, scale, alive, frames, frame_of, paths,
+               path_of, esum):
     """``x <- x - eps grad E(x) + scale xi`` for each step of the chunk (``noisy`` False: no xi)."""
     dt = x.dtype
     eps, scale = round_like(eps, x), round_like(scale, x)  # the dtype's arithmetic, as torch's
     u, v, e = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)
     g0, g1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # the gradient, rounded as the reference's
+    z0, z1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # the block's noise at a step
     live = np.empty(BLOCK, np.bool_)
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
-    for n0 in range(0, x.shape[0], BLOCK):
-        m = min(x.shape[0] - n0, BLOCK)
+    n = x.shape[0]
+    for n0 in range(0, n, BLOCK):
+        m = min(n - n0, BLOCK)
         _load(x, n0, m, alive, u, v, live)
         grad_block(kind, p, u, v, m, False, e, g0, g1, work)
         for s in range(frame_of.shape[0]):
@@ -87,9 +114,10 @@ def sgld_chunk(kind, p, x, noise, noisy, eps, scale, alive, frames, frame_of, pa
             # Two loops, each without a branch (a run-time flag or a conditional store inside
             # one keeps it from vectorising)
             if noisy:
+                block_normals(seed, _n_at(pos, s, n, n0), m, z0, z1)
                 for i in range(m):
-                    a = (u[i] - eps * g0[i]) + scale * noise[s, n0 + i, 0]
-                    b = (v[i] - eps * g1[i]) + scale * noise[s, n0 + i, 1]
+                    a = (u[i] - eps * g0[i]) + scale * z0[i]
+                    b = (v[i] - eps * g1[i]) + scale * z1[i]
                     u[i] = a if live[i] else u[i]
                     v[i] = b if live[i] else v[i]
             else:
@@ -108,7 +136,7 @@ def _accept_prob(la):
 
 
 @njit
-def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive, frames,
+def mala_chunk(kind, p, x, en, g, seed, pos, eps, temperature, acc_from, alive, frames,
                frame_of, paths, path_of, esum):
     """MALA steps on the cached state ``(x, en, g)``; returns the summed acceptance
     probabilities of steps ``s >= acc_from``."""
@@ -123,19 +151,24 @@ def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive
     live = np.empty(BLOCK, np.bool_)
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
     accv = np.zeros(BLOCK)  # float32 chains: each one's summed acceptance probabilities
+    z0, z1, ub = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # its noise
     acc = 0.0
-    for n0 in range(0, x.shape[0], BLOCK):
-        m = min(x.shape[0] - n0, BLOCK)
+    n, f32 = x.shape[0], is_f32(x)
+    stride = n + ((n + 1) // 2 if f32 else n)
+    for n0 in range(0, n, BLOCK):
+        m = min(n - n0, BLOCK)
         _load(x, n0, m, alive, u, v, live)
         for i in range(m):
             ee[i], g0[i], g1[i] = en[n0 + i], g[n0 + i, 0], g[n0 + i, 1]
         for s in range(frame_of.shape[0]):
+            block_normals(seed, _n_at(pos, s, stride, n0), m, z0, z1)
+            block_uniforms(seed, _u_at(pos, s, stride, n, n0, f32), m, ub)
             for i in range(m):
-                y0[i] = (u[i] - eps * g0[i]) + sd * noise[s, n0 + i, 0]
-                y1[i] = (v[i] - eps * g1[i]) + sd * noise[s, n0 + i, 1]
+                y0[i] = (u[i] - eps * g0[i]) + sd * z0[i]
+                y1[i] = (v[i] - eps * g1[i]) + sd * z1[i]
             grad_block(kind, p, y0, y1, m, True, ey, h0, h1, work)
             if is_f32(x):  # branch-free, so that it vectorises
-                mala_accept32(st, pr, m, unif[s, n0:n0 + m], live, eps, inv_t, inv_2s2,
+                mala_accept32(st, pr, m, ub[:m], live, eps, inv_t, inv_2s2,
                               1.0 if s >= acc_from else 0.0, accv)
             else:
                 for i in range(m):
@@ -150,7 +183,7 @@ def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive
                     if s >= acc_from:
                         acc += _accept_prob(la)
                     # rand() < 1, so log(u) < 0 <= la: the log is needed only for la < 0
-                    if la >= 0.0 or math.log(unif[s, n0 + i]) < la:
+                    if la >= 0.0 or math.log(ub[i]) < la:
                         u[i], v[i], ee[i], g0[i], g1[i] = y0[i], y1[i], ey[i], h0[i], h1[i]
             _record(frame_of[s], path_of[s], n0, m, u, v, ee, live, frames, paths, esum)
         _store(x, n0, m, u, v)
@@ -162,7 +195,7 @@ def mala_chunk(kind, p, x, en, g, noise, unif, eps, temperature, acc_from, alive
 
 
 @njit
-def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_from, alive,
+def hmc_chunk(kind, p, x, en, g, seed, pos, eps, n_leapfrog, temperature, acc_from, alive,
               frames, frame_of, paths, path_of, esum):
     """HMC steps (unit mass, ``n_leapfrog`` leapfrog steps) on the cached state ``(x, en, g)``;
     returns the summed acceptance probabilities of steps ``s >= acc_from``."""
@@ -172,17 +205,22 @@ def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_
     y0, y1, ey, a0, a1 = tr[0], tr[1], tr[2], tr[3], tr[4]  # the trajectory
     w0, w1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # its momentum
     h0 = np.empty(BLOCK)  # the starting Hamiltonian, float64 as the kernels compute it
+    z0, z1, ub = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # its noise
     live = np.empty(BLOCK, np.bool_)
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
     acc = 0.0
-    for n0 in range(0, x.shape[0], BLOCK):
-        m = min(x.shape[0] - n0, BLOCK)
+    n, f32 = x.shape[0], is_f32(x)
+    stride = n + ((n + 1) // 2 if f32 else n)
+    for n0 in range(0, n, BLOCK):
+        m = min(n - n0, BLOCK)
         _load(x, n0, m, alive, u, v, live)
         for i in range(m):
             ee[i], g0[i], g1[i] = en[n0 + i], g[n0 + i, 0], g[n0 + i, 1]
         for s in range(frame_of.shape[0]):
+            block_normals(seed, _n_at(pos, s, stride, n0), m, z0, z1)
+            block_uniforms(seed, _u_at(pos, s, stride, n, n0, f32), m, ub)
             for i in range(m):
-                p0, p1 = noise[s, n0 + i, 0], noise[s, n0 + i, 1]
+                p0, p1 = z0[i], z1[i]
                 h0[i] = ee[i] / temperature + 0.5 * (p0 * p0 + p1 * p1)
                 y0[i], y1[i], ey[i], a0[i], a1[i] = u[i], v[i], ee[i], g0[i], g1[i]
                 w0[i] = p0 - 0.5 * eps * a0[i] / temperature
@@ -205,7 +243,7 @@ def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_
                     la = -math.inf
                 if s >= acc_from:
                     acc += _accept_prob(la)
-                if la >= 0.0 or math.log(unif[s, n0 + i]) < la:
+                if la >= 0.0 or math.log(ub[i]) < la:
                     u[i], v[i], ee[i], g0[i], g1[i] = y0[i], y1[i], ey[i], a0[i], a1[i]
             _record(frame_of[s], path_of[s], n0, m, u, v, ee, live, frames, paths, esum)
         _store(x, n0, m, u, v)
@@ -215,23 +253,27 @@ def hmc_chunk(kind, p, x, en, g, noise, unif, eps, n_leapfrog, temperature, acc_
 
 
 @njit
-def baoab_chunk(kind, p, x, v, g, noise, noisy, half, c, sd, alive, frames, frame_of, paths,
-                path_of, esum):
+def baoab_chunk(kind, p, x, v, g, seed, pos, noisy, half, c, sd, alive, frames, frame_of,
+                paths, path_of, esum):
     """BAOAB steps of length ``2 half`` on ``(x, v, g)``: O is ``v <- c v + sd xi``."""
     dt = x.dtype
     half, c, sd = round_like(half, x), round_like(c, x), round_like(sd, x)
     q0, q1, e = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)
     buf = np.empty((4, BLOCK), dt)
     w0, w1, g0, g1 = buf[0], buf[1], buf[2], buf[3]
+    z0, z1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # the block's noise at a step
     live = np.empty(BLOCK, np.bool_)
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
-    for n0 in range(0, x.shape[0], BLOCK):
-        m = min(x.shape[0] - n0, BLOCK)
+    n = x.shape[0]
+    for n0 in range(0, n, BLOCK):
+        m = min(n - n0, BLOCK)
         _load(x, n0, m, alive, q0, q1, live)
         for i in range(m):
             w0[i], w1[i], g0[i], g1[i] = v[n0 + i, 0], v[n0 + i, 1], g[n0 + i, 0], g[n0 + i, 1]
         for s in range(frame_of.shape[0]):
             f = frame_of[s]
+            if noisy:
+                block_normals(seed, _n_at(pos, s, n, n0), m, z0, z1)
             for i in range(m):
                 if not live[i]:
                     continue
@@ -239,8 +281,8 @@ def baoab_chunk(kind, p, x, v, g, noise, noisy, half, c, sd, alive, frames, fram
                 q0[i], q1[i] = q0[i] + half * w0[i], q1[i] + half * w1[i]
                 w0[i], w1[i] = c * w0[i], c * w1[i]
                 if noisy:
-                    w0[i] = w0[i] + sd * noise[s, n0 + i, 0]
-                    w1[i] = w1[i] + sd * noise[s, n0 + i, 1]
+                    w0[i] = w0[i] + sd * z0[i]
+                    w1[i] = w1[i] + sd * z1[i]
                 q0[i], q1[i] = q0[i] + half * w0[i], q1[i] + half * w1[i]
             grad_block(kind, p, q0, q1, m, f >= 0, e, g0, g1, work)
             for i in range(m):

@@ -1,13 +1,13 @@
 """The fused run on the compiled kernels: SGLD, MALA, HMC and underdamped Langevin.
 
-Between two checks (:func:`ebmcore.sampling.config.CHECK_EVERY` steps at most) the chunk's
-random numbers are drawn in one call from the run's :class:`~ebmcore.sampling.noise.NoiseStream`,
-as the reference kernels draw them step by step, one ``normal(N, 2)`` (and for MALA/HMC one
-``uniform(N)``) per step: that is the random stream contract, so a seed gives the same
-numbers as ``fused=False`` (to rounding), on every path.  The kernel of
-:mod:`ebmcore.sampling.compiled_loops` then advances every chain through the chunk,
-writing recorded frames, paths and frame energy sums; the check between chunks freezes
-chains that left the finite world, as on the torch paths.
+Between two checks (:func:`ebmcore.sampling.config.CHECK_EVERY` steps at most) a kernel of
+:mod:`ebmcore.sampling.compiled_loops` advances every chain through the chunk, drawing its
+random numbers from the run's :class:`~ebmcore.sampling.noise.NoiseStream` as the reference
+kernels draw them step by step, one ``normal(N, 2)`` (and for MALA/HMC one ``uniform(N)``)
+per step: that is the random stream contract, so a seed gives the same numbers as
+``fused=False`` (to rounding), on every path.  It writes recorded frames, paths and frame
+energy sums; the check between chunks freezes chains that left the finite world, as on
+the torch paths.
 
 Chosen by measurement over a ``torch.compile``'d chunk: a block of chains kept in cache
 through a chunk costs one pass over memory per chunk, not one per operation per step, and
@@ -27,10 +27,16 @@ import torch
 
 from ebmcore.energies import Target
 from ebmcore.sampling.compiled import KINDS, compiled_target
-from ebmcore.sampling.compiled_loops import baoab_chunk, hmc_chunk, mala_chunk, sgld_chunk
+from ebmcore.sampling.compiled_loops import (
+    baoab_chunk,
+    hmc_chunk,
+    mala_chunk,
+    sgld_chunk,
+    step_outputs,
+)
 from ebmcore.sampling.config import Progress, SampleConfig
 from ebmcore.sampling.kernels import SamplerState
-from ebmcore.sampling.noise import NoiseStream, Rng, fill_normal_, uniform
+from ebmcore.sampling.noise import NoiseStream
 
 __all__ = ["COMPILED_MAX_CHAINS", "COMPILED_SAMPLERS", "compiled_spec", "run_compiled", "warm_up"]
 
@@ -67,7 +73,7 @@ def _slots(step: int, stop: int, period: int) -> np.ndarray:
 
 
 def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
-                 spec: tuple[int, np.ndarray], gen: Rng, temperature: float,
+                 spec: tuple[int, np.ndarray], gen: NoiseStream, temperature: float,
                  clock, stops: list[int]) -> Iterator[Progress]:
     """Run ``cfg`` from the checked ``state`` through ``stops`` (the steps after which the
     run checks), yielding an event where ``clock.due``; ``rec`` is the run's recorder."""
@@ -75,40 +81,35 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
     n, sampler = cfg.chains, cfg.sampler
     x, en, g = (t.contiguous().clone() for t in (state.x, state.energy, state.grad))
     v = state.v.contiguous().clone().numpy() if sampler == "underdamped" else None
-    longest = max(b - a for a, b in zip([0, *stops], stops, strict=False))
-    noise = torch.empty(longest, n, 2, dtype=x.dtype)
-    unif = torch.empty(longest, n, dtype=x.dtype) if sampler in ("mala", "hmc") else None
     esum = torch.zeros(rec.mean_energy.numel(), dtype=torch.float64)
     rec.frame_steps.copy_(torch.arange(rec.frame_steps.numel()) * rec.thin)
     xa, ea, ga = x.numpy(), en.numpy(), g.numpy()
-    frames, paths, esa, nz = rec.positions.numpy(), rec.paths.numpy(), esum.numpy(), noise.numpy()
+    frames, paths, esa = rec.positions.numpy(), rec.paths.numpy(), esum.numpy()
     eps = cfg.step_size
     c = math.exp(-cfg.friction * eps)
     sd_ou = math.sqrt(max(temperature, 0.0) * (1.0 - c * c))
     draw = {"sgld": temperature > 0, "underdamped": sd_ou > 0}.get(sampler, True)
+    stride = step_outputs(n, x.dtype == torch.float32, sampler in ("mala", "hmc"))
+    seed = np.uint64(gen.seed)
     step = 0
     for stop in stops:
         s_len, f0, n_before = stop - step, rec.frames, rec.n_live
-        if draw and isinstance(gen, NoiseStream):
-            gen.chunk_(noise[:s_len], None if unif is None else unif[:s_len])
-        for i in range(s_len if draw and not isinstance(gen, NoiseStream) else 0):
-            fill_normal_(noise[i], gen)
-            if unif is not None:
-                unif[i] = uniform((n,), gen, dtype=unif.dtype, device="cpu")
+        pos = np.uint64(gen.position)
+        gen.position += s_len * stride if draw else 0
         frame_of, path_of = _slots(step, stop, rec.thin), _slots(step, stop, rec.path_thin)
         alive = rec.alive.numpy()
         out = (alive, frames, frame_of, paths, path_of, esa)
         if sampler == "sgld":
-            sgld_chunk(kind, p, xa, nz, draw, eps, math.sqrt(2.0 * eps * temperature), *out)
+            sgld_chunk(kind, p, xa, seed, pos, draw, eps, math.sqrt(2.0 * eps * temperature), *out)
         elif sampler == "underdamped":
-            baoab_chunk(kind, p, xa, v, ga, nz, draw, 0.5 * eps, c, sd_ou, *out)
+            baoab_chunk(kind, p, xa, v, ga, seed, pos, draw, 0.5 * eps, c, sd_ou, *out)
         else:
             acc_from = max(0, cfg.burn_in - step)  # steps s >= acc_from have global > burn_in
             if sampler == "mala":
-                acc = mala_chunk(kind, p, xa, ea, ga, nz, unif.numpy(), eps, temperature,
+                acc = mala_chunk(kind, p, xa, ea, ga, seed, pos, eps, temperature,
                                  acc_from, *out)
             else:
-                acc = hmc_chunk(kind, p, xa, ea, ga, nz, unif.numpy(), eps, cfg.n_leapfrog,
+                acc = hmc_chunk(kind, p, xa, ea, ga, seed, pos, eps, cfg.n_leapfrog,
                                 temperature, acc_from, *out)
             rec.acc_sum += acc
             rec.acc_count += n_before * max(0, s_len - acc_from)

@@ -34,7 +34,8 @@ from torch import Tensor
 from ebmcore.sampling.compiled_jit import is_f32, njit
 from ebmcore.sampling.compiled_math32 import log32, sincos_pi4
 
-__all__ = ["NoiseStream", "Rng", "fill_normal_", "normal", "splitmix64", "uniform"]
+__all__ = ["NoiseStream", "Rng", "block_normals", "block_uniforms", "fill_normal_", "normal",
+           "splitmix64", "uniform", "uniform_outputs"]
 
 _U = np.uint64
 _GAMMA, _M1, _M2 = _U(0x9E3779B97F4A7C15), _U(0xBF58476D1CE4E5B9), _U(0x94D049BB133111EB)
@@ -98,6 +99,30 @@ def _uniforms(seed, start, out):
     else:
         for j in range(m):
             out[j] = np.int64(_mix(base + _U(j) * _GAMMA) >> _S11) * _TWO_M53
+
+
+@njit
+def block_normals(seed, start, m, z0, z1):
+    """``z0[i], z1[i] =`` the two normals of output ``start + i`` for ``i < m``: the values
+    ``2i, 2i + 1`` of a :meth:`NoiseStream.normal_` call that began at output ``start``, so
+    chain ``n0 + i``'s row of an ``(N, 2)`` draw when ``start`` is the call's position plus
+    ``n0``.  For kernels that draw a block of chains' noise where they use it."""
+    base = seed + (start + _U(1)) * _GAMMA
+    for i in range(m):
+        z0[i], z1[i] = _pair(_mix(base + _U(i) * _GAMMA))
+
+
+@njit
+def block_uniforms(seed, start, m, out):
+    """``out[:m] =`` the uniforms of a :meth:`NoiseStream.uniform_` call that began ``start``
+    outputs earlier (for a block starting at chain ``n0``, even for float32, ``start`` is
+    the call's position plus :func:`uniform_outputs` ``(n0)``)."""
+    _uniforms(seed, start, out[:m])
+
+
+def uniform_outputs(n: int, dtype) -> int:
+    """How many outputs ``n`` uniforms of ``dtype`` take (two float32 values per output)."""
+    return (n + 1) // 2 if np.dtype(dtype) == np.float32 else n
 
 
 @njit
