@@ -25,10 +25,14 @@ Every kernel is compiled once per dtype and cached on disk, under the stamp of a
 kernel modules (:mod:`ebmcore.sampling.compiled_jit`); the target is a run-time ``kind``
 (see :func:`ebmcore.sampling.compiled.energy_grad`).
 
-Chains with ``alive[n]`` False are not moved (they stay frozen).  What a run records is
-written as it goes: ``frames[frame_of[s], n]`` after step ``s`` where ``frame_of[s] >= 0``
-(live chains), the first ``paths.shape[0]`` chains into ``paths[n, path_of[s]]``, and the
-live chains' energies summed into ``esum[frame_of[s]]`` (float64).
+Chains with ``alive[n]`` False are not moved (they stay frozen).  After each step ``s``
+with ``check_of[s]``, the live chains with ``|x| < far`` false (or NaN) are counted, and the
+count returned: the caller, which runs many checks' worth of steps in one call, replays
+the chunk check by check when it is not 0 (see :mod:`ebmcore.sampling.compiled_run`).
+What a run records is written as it goes: ``frames[frame_of[s], n]`` after step ``s``
+where ``frame_of[s] >= 0`` (live chains), the first ``paths.shape[0]`` chains into
+``paths[n, path_of[s]]``, and the live chains' energies summed into ``esum[frame_of[s]]``
+(float64).
 """
 
 from __future__ import annotations
@@ -79,6 +83,15 @@ def _store(x, n0, m, u, v):
 
 
 @njit(inline=True)
+def _bad(m, u, v, live, far):
+    """How many live chains of the block left the finite world: ``|x| < far`` fails (NaN too)."""
+    k = 0
+    for i in range(m):
+        k += live[i] and not (abs(u[i]) < far and abs(v[i]) < far)
+    return k
+
+
+@njit(inline=True)
 def _record(f, q, n0, m, u, v, e, live, frames, paths, esum):
     """Frame ``f`` (live chains, their energies summed) and path column ``q``; -1: none."""
     if f >= 0:
@@ -95,8 +108,9 @@ def _record(f, q, n0, m, u, v, e, live, frames, paths, esum):
 
 @njit
 def sgld_chunk(kind, p, x, seed, pos, noisy, eps, scale, alive, frames, frame_of, paths,
-               path_of, esum):
-    """``x <- x - eps grad E(x) + scale xi`` for each step of the chunk (``noisy`` False: no xi)."""
+               path_of, esum, check_of, far):
+    """``x <- x - eps grad E(x) + scale xi`` for each step of the chunk (``noisy`` False: no xi);
+    returns how many chains failed a check (see the module docstring)."""
     dt = x.dtype
     eps, scale = round_like(eps, x), round_like(scale, x)  # the dtype's arithmetic, as torch's
     u, v, e = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)
@@ -104,7 +118,7 @@ def sgld_chunk(kind, p, x, seed, pos, noisy, eps, scale, alive, frames, frame_of
     z0, z1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # the block's noise at a step
     live = np.empty(BLOCK, np.bool_)
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
-    n = x.shape[0]
+    n, bad = x.shape[0], 0
     for n0 in range(0, n, BLOCK):
         m = min(n - n0, BLOCK)
         _load(x, n0, m, alive, u, v, live)
@@ -127,7 +141,10 @@ def sgld_chunk(kind, p, x, seed, pos, noisy, eps, scale, alive, frames, frame_of
                     v[i] = b if live[i] else v[i]
             grad_block(kind, p, u, v, m, f >= 0, e, g0, g1, work)  # the energy only where recorded
             _record(f, path_of[s], n0, m, u, v, e, live, frames, paths, esum)
+            if check_of[s]:
+                bad += _bad(m, u, v, live, far)
         _store(x, n0, m, u, v)
+    return bad
 
 
 @njit(inline=True)
@@ -137,9 +154,9 @@ def _accept_prob(la):
 
 @njit
 def mala_chunk(kind, p, x, en, g, seed, pos, eps, temperature, acc_from, alive, frames,
-               frame_of, paths, path_of, esum):
+               frame_of, paths, path_of, esum, check_of, far):
     """MALA steps on the cached state ``(x, en, g)``; returns the summed acceptance
-    probabilities of steps ``s >= acc_from``."""
+    probabilities of steps ``s >= acc_from`` and how many chains failed a check."""
     dt = x.dtype
     s2 = 2.0 * eps * temperature
     sd = math.sqrt(s2)
@@ -152,7 +169,7 @@ def mala_chunk(kind, p, x, en, g, seed, pos, eps, temperature, acc_from, alive, 
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
     accv = np.zeros(BLOCK)  # float32 chains: each one's summed acceptance probabilities
     z0, z1, ub = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # its noise
-    acc = 0.0
+    acc, bad = 0.0, 0
     n, f32 = x.shape[0], is_f32(x)
     stride = n + ((n + 1) // 2 if f32 else n)
     for n0 in range(0, n, BLOCK):
@@ -186,19 +203,22 @@ def mala_chunk(kind, p, x, en, g, seed, pos, eps, temperature, acc_from, alive, 
                     if la >= 0.0 or math.log(ub[i]) < la:
                         u[i], v[i], ee[i], g0[i], g1[i] = y0[i], y1[i], ey[i], h0[i], h1[i]
             _record(frame_of[s], path_of[s], n0, m, u, v, ee, live, frames, paths, esum)
+            if check_of[s]:
+                bad += _bad(m, u, v, live, far)
         _store(x, n0, m, u, v)
         for i in range(m):
             en[n0 + i], g[n0 + i, 0], g[n0 + i, 1] = ee[i], g0[i], g1[i]
             acc += accv[i]
             accv[i] = 0.0
-    return acc
+    return acc, bad
 
 
 @njit
 def hmc_chunk(kind, p, x, en, g, seed, pos, eps, n_leapfrog, temperature, acc_from, alive,
-              frames, frame_of, paths, path_of, esum):
+              frames, frame_of, paths, path_of, esum, check_of, far):
     """HMC steps (unit mass, ``n_leapfrog`` leapfrog steps) on the cached state ``(x, en, g)``;
-    returns the summed acceptance probabilities of steps ``s >= acc_from``."""
+    returns the summed acceptance probabilities of steps ``s >= acc_from`` and how many
+    chains failed a check."""
     dt = x.dtype
     st, tr = np.empty((5, BLOCK), dt), np.empty((5, BLOCK), dt)
     u, v, ee, g0, g1 = st[0], st[1], st[2], st[3], st[4]  # the state
@@ -208,7 +228,7 @@ def hmc_chunk(kind, p, x, en, g, seed, pos, eps, n_leapfrog, temperature, acc_fr
     z0, z1, ub = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # its noise
     live = np.empty(BLOCK, np.bool_)
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
-    acc = 0.0
+    acc, bad = 0.0, 0
     n, f32 = x.shape[0], is_f32(x)
     stride = n + ((n + 1) // 2 if f32 else n)
     for n0 in range(0, n, BLOCK):
@@ -246,16 +266,19 @@ def hmc_chunk(kind, p, x, en, g, seed, pos, eps, n_leapfrog, temperature, acc_fr
                 if la >= 0.0 or math.log(ub[i]) < la:
                     u[i], v[i], ee[i], g0[i], g1[i] = y0[i], y1[i], ey[i], a0[i], a1[i]
             _record(frame_of[s], path_of[s], n0, m, u, v, ee, live, frames, paths, esum)
+            if check_of[s]:
+                bad += _bad(m, u, v, live, far)
         _store(x, n0, m, u, v)
         for i in range(m):
             en[n0 + i], g[n0 + i, 0], g[n0 + i, 1] = ee[i], g0[i], g1[i]
-    return acc
+    return acc, bad
 
 
 @njit
 def baoab_chunk(kind, p, x, v, g, seed, pos, noisy, half, c, sd, alive, frames, frame_of,
-                paths, path_of, esum):
-    """BAOAB steps of length ``2 half`` on ``(x, v, g)``: O is ``v <- c v + sd xi``."""
+                paths, path_of, esum, check_of, far):
+    """BAOAB steps of length ``2 half`` on ``(x, v, g)``: O is ``v <- c v + sd xi``; returns
+    how many chains failed a check."""
     dt = x.dtype
     half, c, sd = round_like(half, x), round_like(c, x), round_like(sd, x)
     q0, q1, e = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)
@@ -264,7 +287,7 @@ def baoab_chunk(kind, p, x, v, g, seed, pos, noisy, half, c, sd, alive, frames, 
     z0, z1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # the block's noise at a step
     live = np.empty(BLOCK, np.bool_)
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
-    n = x.shape[0]
+    n, bad = x.shape[0], 0
     for n0 in range(0, n, BLOCK):
         m = min(n - n0, BLOCK)
         _load(x, n0, m, alive, q0, q1, live)
@@ -289,6 +312,9 @@ def baoab_chunk(kind, p, x, v, g, seed, pos, noisy, half, c, sd, alive, frames, 
                 if live[i]:
                     w0[i], w1[i] = w0[i] - half * g0[i], w1[i] - half * g1[i]
             _record(f, path_of[s], n0, m, q0, q1, e, live, frames, paths, esum)
+            if check_of[s]:
+                bad += _bad(m, q0, q1, live, far)
         _store(x, n0, m, q0, q1)
         for i in range(m):
             v[n0 + i, 0], v[n0 + i, 1], g[n0 + i, 0], g[n0 + i, 1] = w0[i], w1[i], g0[i], g1[i]
+    return bad

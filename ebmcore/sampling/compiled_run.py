@@ -34,7 +34,7 @@ from ebmcore.sampling.compiled_loops import (
     sgld_chunk,
     step_outputs,
 )
-from ebmcore.sampling.config import Progress, SampleConfig
+from ebmcore.sampling.config import CHUNK_CHAIN_STEPS, Progress, SampleConfig
 from ebmcore.sampling.kernels import SamplerState
 from ebmcore.sampling.noise import NoiseStream
 
@@ -91,38 +91,82 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
     draw = {"sgld": temperature > 0, "underdamped": sd_ou > 0}.get(sampler, True)
     stride = step_outputs(n, x.dtype == torch.float32, sampler in ("mala", "hmc"))
     seed = np.uint64(gen.seed)
-    step = 0
-    for stop in stops:
-        s_len, f0, n_before = stop - step, rec.frames, rec.n_live
+
+    def advance(step: int, stop: int, checks: list[int]) -> tuple[float, int]:
+        """Steps ``step+1..stop``, counting failed checks after ``checks``: (acc, bad)."""
         pos = np.uint64(gen.position)
-        gen.position += s_len * stride if draw else 0
-        frame_of, path_of = _slots(step, stop, rec.thin), _slots(step, stop, rec.path_thin)
-        alive = rec.alive.numpy()
-        out = (alive, frames, frame_of, paths, path_of, esa)
+        gen.position += (stop - step) * stride if draw else 0
+        check_of = np.zeros(stop - step, np.bool_)
+        check_of[np.asarray(checks) - step - 1] = True
+        out = (rec.alive.numpy(), frames, _slots(step, stop, rec.thin), paths,
+               _slots(step, stop, rec.path_thin), esa, check_of, rec.far)
         if sampler == "sgld":
-            sgld_chunk(kind, p, xa, seed, pos, draw, eps, math.sqrt(2.0 * eps * temperature), *out)
-        elif sampler == "underdamped":
-            baoab_chunk(kind, p, xa, v, ga, seed, pos, draw, 0.5 * eps, c, sd_ou, *out)
+            return 0.0, sgld_chunk(kind, p, xa, seed, pos, draw, eps,
+                                   math.sqrt(2.0 * eps * temperature), *out)
+        if sampler == "underdamped":
+            return 0.0, baoab_chunk(kind, p, xa, v, ga, seed, pos, draw, 0.5 * eps, c, sd_ou,
+                                    *out)
+        acc_from = max(0, cfg.burn_in - step)  # steps s >= acc_from have global > burn_in
+        if sampler == "mala":
+            acc, bad = mala_chunk(kind, p, xa, ea, ga, seed, pos, eps, temperature, acc_from,
+                                  *out)
         else:
-            acc_from = max(0, cfg.burn_in - step)  # steps s >= acc_from have global > burn_in
-            if sampler == "mala":
-                acc = mala_chunk(kind, p, xa, ea, ga, seed, pos, eps, temperature,
-                                 acc_from, *out)
-            else:
-                acc = hmc_chunk(kind, p, xa, ea, ga, seed, pos, eps, cfg.n_leapfrog,
-                                temperature, acc_from, *out)
-            rec.acc_sum += acc
-            rec.acc_count += n_before * max(0, s_len - acc_from)
-        rec.frames = stop // rec.thin + 1
-        step = stop
-        # Non-finite energy sums: finish_frames evaluates the frames and freezes those chains.
-        sums = esum if bool(torch.isfinite(esum[f0:rec.frames]).all()) else None
-        rec.check_fused(target, x, step, f0, sums)
-        if rec.n_live == 0:  # every chain diverged: nothing left to run
-            yield Progress(step, cfg.steps, rec.trace(step))
-            return
+            acc, bad = hmc_chunk(kind, p, xa, ea, ga, seed, pos, eps, cfg.n_leapfrog,
+                                 temperature, acc_from, *out)
+        rec.acc_sum += acc
+        rec.acc_count += rec.n_live * max(0, stop - step - acc_from)
+        return acc, bad
+
+    step = 0
+    for span in _spans(stops, clock.every, max(1, CHUNK_CHAIN_STEPS // (n * _grads(cfg)))):
+        # Optimistic: the whole span in one call; kept if every check passed, else replayed
+        # check by check from a copy of the state (the stream is counter-based, so the
+        # replay draws the same numbers), so the result is the same either way.
+        saved = (xa.copy(), ea.copy(), ga.copy(), None if v is None else v.copy(),
+                 gen.position, rec.acc_sum, rec.acc_count)
+        f0, f_end = rec.frames, span[-1] // rec.thin + 1
+        _, bad = advance(step, span[-1], span)
+        if bad == 0 and bool(np.isfinite(esa[f0:f_end]).all()):
+            rec.frames, step = f_end, span[-1]
+            rec.check_fused(target, x, step, f0, esum)
+        else:
+            xa[:], ea[:], ga[:] = saved[:3]
+            if v is not None:
+                v[:] = saved[3]
+            gen.position, rec.acc_sum, rec.acc_count = saved[4:]
+            esa[f0:f_end] = 0.0
+            for stop in span:
+                f0 = rec.frames
+                advance(step, stop, [stop])
+                rec.frames, step = stop // rec.thin + 1, stop
+                # Non-finite energy sums: finish_frames evaluates the frames and freezes
+                # those chains.
+                sums = esum if bool(torch.isfinite(esum[f0:rec.frames]).all()) else None
+                rec.check_fused(target, x, step, f0, sums)
+                if rec.n_live == 0:  # every chain diverged: nothing left to run
+                    yield Progress(step, cfg.steps, rec.trace(step))
+                    return
         if clock.due(step):
             yield Progress(step, cfg.steps, rec.trace(step))
+
+
+def _grads(cfg: SampleConfig) -> int:
+    return cfg.n_leapfrog if cfg.sampler == "hmc" else 1
+
+
+def _spans(stops: list[int], every: int, longest: int) -> list[list[int]]:
+    """``stops`` in runs, each ending at an event step (a multiple of ``every``, or the last)
+    or before it would exceed ``longest`` steps."""
+    spans, cur, start = [], [], 0
+    for stop in stops:
+        if cur and stop - start > longest:
+            spans.append(cur)
+            start, cur = cur[-1], []
+        cur.append(stop)
+        if stop % every == 0 or stop == stops[-1]:
+            spans.append(cur)
+            start, cur = stop, []
+    return spans
 
 
 _WARM = threading.Event()  # set once a warm-up was started in this process
