@@ -106,6 +106,30 @@ def _record(f, q, n0, m, u, v, e, live, frames, paths, esum):
             paths[n0 + i, q, 0], paths[n0 + i, q, 1] = u[i], v[i]
 
 
+@njit(inline=True)
+def _record_drifting(f, q, n0, m, u, v, e, live, x, frames, paths, esum):
+    """:func:`_record` where frozen chains drift in the scratch vectors: their frames and
+    paths are taken from ``x`` (where they stay frozen), their energies left out."""
+    if f >= 0:
+        tot = 0.0
+        for i in range(m):
+            frames[f, n0 + i, 0] = u[i] if live[i] else x[n0 + i, 0]
+            frames[f, n0 + i, 1] = v[i] if live[i] else x[n0 + i, 1]
+            tot += e[i] if live[i] else 0.0
+        esum[f] += tot
+    if q >= 0:
+        for i in range(min(m, paths.shape[0] - n0)):
+            paths[n0 + i, q, 0] = u[i] if live[i] else x[n0 + i, 0]
+            paths[n0 + i, q, 1] = v[i] if live[i] else x[n0 + i, 1]
+
+
+@njit(inline=True)
+def _store_live(x, n0, m, u, v, live):
+    for i in range(m):
+        if live[i]:
+            x[n0 + i, 0], x[n0 + i, 1] = u[i], v[i]
+
+
 @njit
 def sgld_chunk(kind, p, x, seed, pos, noisy, eps, scale, alive, frames, frame_of, paths,
                path_of, esum, check_of, far):
@@ -125,25 +149,23 @@ def sgld_chunk(kind, p, x, seed, pos, noisy, eps, scale, alive, frames, frame_of
         grad_block(kind, p, u, v, m, False, e, g0, g1, work)
         for s in range(frame_of.shape[0]):
             f = frame_of[s]
-            # Two loops, each without a branch (a run-time flag or a conditional store inside
-            # one keeps it from vectorising)
+            # Two loops, each without a branch or a conditional store: a run-time flag inside
+            # one keeps it from vectorising, and ``u[i] = a if live[i] else u[i]`` becomes a
+            # masked store, which AMD's cores run ~10x slower than a plain one.  So frozen
+            # chains move on in the scratch vectors, and are taken from ``x`` where recorded.
             if noisy:
                 block_normals(seed, _n_at(pos, s, n, n0), m, z0, z1)
                 for i in range(m):
-                    a = (u[i] - eps * g0[i]) + scale * z0[i]
-                    b = (v[i] - eps * g1[i]) + scale * z1[i]
-                    u[i] = a if live[i] else u[i]
-                    v[i] = b if live[i] else v[i]
+                    u[i] = (u[i] - eps * g0[i]) + scale * z0[i]
+                    v[i] = (v[i] - eps * g1[i]) + scale * z1[i]
             else:
                 for i in range(m):
-                    a, b = u[i] - eps * g0[i], v[i] - eps * g1[i]
-                    u[i] = a if live[i] else u[i]
-                    v[i] = b if live[i] else v[i]
+                    u[i], v[i] = u[i] - eps * g0[i], v[i] - eps * g1[i]
             grad_block(kind, p, u, v, m, f >= 0, e, g0, g1, work)  # the energy only where recorded
-            _record(f, path_of[s], n0, m, u, v, e, live, frames, paths, esum)
+            _record_drifting(f, path_of[s], n0, m, u, v, e, live, x, frames, paths, esum)
             if check_of[s]:
                 bad += _bad(m, u, v, live, far)
-        _store(x, n0, m, u, v)
+        _store_live(x, n0, m, u, v, live)
     return bad
 
 
