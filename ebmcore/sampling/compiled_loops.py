@@ -26,9 +26,10 @@ kernel modules (:mod:`ebmcore.sampling.compiled_jit`); the target is a run-time 
 (see :func:`ebmcore.sampling.compiled.energy_grad`).
 
 Chains with ``alive[n]`` False are not moved (they stay frozen).  After each step ``s``
-with ``check_of[s]``, the live chains with ``|x| < far`` false (or NaN) are counted, and the
-count returned: the caller, which runs many checks' worth of steps in one call, replays
-the chunk check by check when it is not 0 (see :mod:`ebmcore.sampling.compiled_run`).
+with ``check_of[s]`` the live chains are checked (``|x| < far``, false for NaN), and the
+first such ``s`` where one fails is returned (-1: none): the caller, which runs many
+checks' worth of steps in one call, then replays the chunk up to that check (see
+:mod:`ebmcore.sampling.compiled_run`).
 What a run records is written as it goes: ``frames[frame_of[s], n]`` after step ``s``
 where ``frame_of[s] >= 0`` (live chains), the first ``paths.shape[0]`` chains into
 ``paths[n, path_of[s]]``, and the live chains' energies summed into ``esum[frame_of[s]]``
@@ -84,11 +85,11 @@ def _store(x, n0, m, u, v):
 
 @njit(inline=True)
 def _bad(m, u, v, live, far):
-    """How many live chains of the block left the finite world: ``|x| < far`` fails (NaN too)."""
+    """Whether a live chain of the block left the finite world: ``|x| < far`` fails (NaN too)."""
     k = 0
     for i in range(m):
         k += live[i] and not (abs(u[i]) < far and abs(v[i]) < far)
-    return k
+    return k > 0
 
 
 @njit(inline=True)
@@ -134,7 +135,7 @@ def _store_live(x, n0, m, u, v, live):
 def sgld_chunk(kind, p, x, seed, pos, noisy, eps, scale, alive, frames, frame_of, paths,
                path_of, esum, check_of, far):
     """``x <- x - eps grad E(x) + scale xi`` for each step of the chunk (``noisy`` False: no xi);
-    returns how many chains failed a check (see the module docstring)."""
+    returns the first step that failed a check (see the module docstring)."""
     dt = x.dtype
     eps, scale = round_like(eps, x), round_like(scale, x)  # the dtype's arithmetic, as torch's
     u, v, e = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)
@@ -142,7 +143,7 @@ def sgld_chunk(kind, p, x, seed, pos, noisy, eps, scale, alive, frames, frame_of
     z0, z1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # the block's noise at a step
     live = np.empty(BLOCK, np.bool_)
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
-    n, bad = x.shape[0], 0
+    n, first = x.shape[0], -1
     for n0 in range(0, n, BLOCK):
         m = min(n - n0, BLOCK)
         _load(x, n0, m, alive, u, v, live)
@@ -163,10 +164,10 @@ def sgld_chunk(kind, p, x, seed, pos, noisy, eps, scale, alive, frames, frame_of
                     u[i], v[i] = u[i] - eps * g0[i], v[i] - eps * g1[i]
             grad_block(kind, p, u, v, m, f >= 0, e, g0, g1, work)  # the energy only where recorded
             _record_drifting(f, path_of[s], n0, m, u, v, e, live, x, frames, paths, esum)
-            if check_of[s]:
-                bad += _bad(m, u, v, live, far)
+            if check_of[s] and (first < 0 or s < first) and _bad(m, u, v, live, far):
+                first = s
         _store_live(x, n0, m, u, v, live)
-    return bad
+    return first
 
 
 @njit(inline=True)
@@ -178,7 +179,7 @@ def _accept_prob(la):
 def mala_chunk(kind, p, x, en, g, seed, pos, eps, temperature, acc_from, alive, frames,
                frame_of, paths, path_of, esum, check_of, far):
     """MALA steps on the cached state ``(x, en, g)``; returns the summed acceptance
-    probabilities of steps ``s >= acc_from`` and how many chains failed a check."""
+    probabilities of steps ``s >= acc_from`` and the first step that failed a check."""
     dt = x.dtype
     s2 = 2.0 * eps * temperature
     sd = math.sqrt(s2)
@@ -191,7 +192,7 @@ def mala_chunk(kind, p, x, en, g, seed, pos, eps, temperature, acc_from, alive, 
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
     accv = np.zeros(BLOCK)  # float32 chains: each one's summed acceptance probabilities
     z0, z1, ub = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # its noise
-    acc, bad = 0.0, 0
+    acc, first = 0.0, -1
     n, f32 = x.shape[0], is_f32(x)
     stride = n + ((n + 1) // 2 if f32 else n)
     for n0 in range(0, n, BLOCK):
@@ -225,22 +226,22 @@ def mala_chunk(kind, p, x, en, g, seed, pos, eps, temperature, acc_from, alive, 
                     if la >= 0.0 or math.log(ub[i]) < la:
                         u[i], v[i], ee[i], g0[i], g1[i] = y0[i], y1[i], ey[i], h0[i], h1[i]
             _record(frame_of[s], path_of[s], n0, m, u, v, ee, live, frames, paths, esum)
-            if check_of[s]:
-                bad += _bad(m, u, v, live, far)
+            if check_of[s] and (first < 0 or s < first) and _bad(m, u, v, live, far):
+                first = s
         _store(x, n0, m, u, v)
         for i in range(m):
             en[n0 + i], g[n0 + i, 0], g[n0 + i, 1] = ee[i], g0[i], g1[i]
             acc += accv[i]
             accv[i] = 0.0
-    return acc, bad
+    return acc, first
 
 
 @njit
 def hmc_chunk(kind, p, x, en, g, seed, pos, eps, n_leapfrog, temperature, acc_from, alive,
               frames, frame_of, paths, path_of, esum, check_of, far):
     """HMC steps (unit mass, ``n_leapfrog`` leapfrog steps) on the cached state ``(x, en, g)``;
-    returns the summed acceptance probabilities of steps ``s >= acc_from`` and how many
-    chains failed a check."""
+    returns the summed acceptance probabilities of steps ``s >= acc_from`` and the first
+    step that failed a check."""
     dt = x.dtype
     st, tr = np.empty((5, BLOCK), dt), np.empty((5, BLOCK), dt)
     u, v, ee, g0, g1 = st[0], st[1], st[2], st[3], st[4]  # the state
@@ -250,7 +251,7 @@ def hmc_chunk(kind, p, x, en, g, seed, pos, eps, n_leapfrog, temperature, acc_fr
     z0, z1, ub = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # its noise
     live = np.empty(BLOCK, np.bool_)
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
-    acc, bad = 0.0, 0
+    acc, first = 0.0, -1
     n, f32 = x.shape[0], is_f32(x)
     stride = n + ((n + 1) // 2 if f32 else n)
     for n0 in range(0, n, BLOCK):
@@ -288,19 +289,19 @@ def hmc_chunk(kind, p, x, en, g, seed, pos, eps, n_leapfrog, temperature, acc_fr
                 if la >= 0.0 or math.log(ub[i]) < la:
                     u[i], v[i], ee[i], g0[i], g1[i] = y0[i], y1[i], ey[i], a0[i], a1[i]
             _record(frame_of[s], path_of[s], n0, m, u, v, ee, live, frames, paths, esum)
-            if check_of[s]:
-                bad += _bad(m, u, v, live, far)
+            if check_of[s] and (first < 0 or s < first) and _bad(m, u, v, live, far):
+                first = s
         _store(x, n0, m, u, v)
         for i in range(m):
             en[n0 + i], g[n0 + i, 0], g[n0 + i, 1] = ee[i], g0[i], g1[i]
-    return acc, bad
+    return acc, first
 
 
 @njit
 def baoab_chunk(kind, p, x, v, g, seed, pos, noisy, half, c, sd, alive, frames, frame_of,
                 paths, path_of, esum, check_of, far):
     """BAOAB steps of length ``2 half`` on ``(x, v, g)``: O is ``v <- c v + sd xi``; returns
-    how many chains failed a check."""
+    the first step that failed a check (-1: none)."""
     dt = x.dtype
     half, c, sd = round_like(half, x), round_like(c, x), round_like(sd, x)
     q0, q1, e = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)
@@ -309,7 +310,7 @@ def baoab_chunk(kind, p, x, v, g, seed, pos, noisy, half, c, sd, alive, frames, 
     z0, z1 = np.empty(BLOCK, dt), np.empty(BLOCK, dt)  # the block's noise at a step
     live = np.empty(BLOCK, np.bool_)
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
-    n, bad = x.shape[0], 0
+    n, first = x.shape[0], -1
     for n0 in range(0, n, BLOCK):
         m = min(n - n0, BLOCK)
         _load(x, n0, m, alive, q0, q1, live)
@@ -317,26 +318,26 @@ def baoab_chunk(kind, p, x, v, g, seed, pos, noisy, half, c, sd, alive, frames, 
             w0[i], w1[i], g0[i], g1[i] = v[n0 + i, 0], v[n0 + i, 1], g[n0 + i, 0], g[n0 + i, 1]
         for s in range(frame_of.shape[0]):
             f = frame_of[s]
-            if noisy:
-                block_normals(seed, _n_at(pos, s, n, n0), m, z0, z1)
+            # No branch on live chains (see sgld_chunk): frozen ones move on in the scratch.
             for i in range(m):
-                if not live[i]:
-                    continue
                 w0[i], w1[i] = w0[i] - half * g0[i], w1[i] - half * g1[i]
                 q0[i], q1[i] = q0[i] + half * w0[i], q1[i] + half * w1[i]
                 w0[i], w1[i] = c * w0[i], c * w1[i]
-                if noisy:
-                    w0[i] = w0[i] + sd * z0[i]
-                    w1[i] = w1[i] + sd * z1[i]
+            if noisy:
+                block_normals(seed, _n_at(pos, s, n, n0), m, z0, z1)
+                for i in range(m):
+                    w0[i], w1[i] = w0[i] + sd * z0[i], w1[i] + sd * z1[i]
+            for i in range(m):
                 q0[i], q1[i] = q0[i] + half * w0[i], q1[i] + half * w1[i]
             grad_block(kind, p, q0, q1, m, f >= 0, e, g0, g1, work)
             for i in range(m):
-                if live[i]:
-                    w0[i], w1[i] = w0[i] - half * g0[i], w1[i] - half * g1[i]
-            _record(f, path_of[s], n0, m, q0, q1, e, live, frames, paths, esum)
-            if check_of[s]:
-                bad += _bad(m, q0, q1, live, far)
-        _store(x, n0, m, q0, q1)
+                w0[i], w1[i] = w0[i] - half * g0[i], w1[i] - half * g1[i]
+            _record_drifting(f, path_of[s], n0, m, q0, q1, e, live, x, frames, paths, esum)
+            if check_of[s] and (first < 0 or s < first) and _bad(m, q0, q1, live, far):
+                first = s
+        _store_live(x, n0, m, q0, q1, live)
         for i in range(m):
-            v[n0 + i, 0], v[n0 + i, 1], g[n0 + i, 0], g[n0 + i, 1] = w0[i], w1[i], g0[i], g1[i]
-    return bad
+            if live[i]:
+                v[n0 + i, 0], v[n0 + i, 1] = w0[i], w1[i]
+                g[n0 + i, 0], g[n0 + i, 1] = g0[i], g1[i]
+    return first

@@ -92,8 +92,8 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
     stride = step_outputs(n, x.dtype == torch.float32, sampler in ("mala", "hmc"))
     seed = np.uint64(gen.seed)
 
-    def advance(step: int, stop: int, checks: list[int]) -> tuple[float, int]:
-        """Steps ``step+1..stop``, counting failed checks after ``checks``: (acc, bad)."""
+    def advance(step: int, stop: int, checks: list[int]) -> int:
+        """Steps ``step+1..stop``, checked after ``checks``: the first that failed, or -1."""
         pos = np.uint64(gen.position)
         gen.position += (stop - step) * stride if draw else 0
         check_of = np.zeros(stop - step, np.bool_)
@@ -101,53 +101,77 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
         out = (rec.alive.numpy(), frames, _slots(step, stop, rec.thin), paths,
                _slots(step, stop, rec.path_thin), esa, check_of, rec.far)
         if sampler == "sgld":
-            return 0.0, sgld_chunk(kind, p, xa, seed, pos, draw, eps,
-                                   math.sqrt(2.0 * eps * temperature), *out)
-        if sampler == "underdamped":
-            return 0.0, baoab_chunk(kind, p, xa, v, ga, seed, pos, draw, 0.5 * eps, c, sd_ou,
-                                    *out)
-        acc_from = max(0, cfg.burn_in - step)  # steps s >= acc_from have global > burn_in
-        if sampler == "mala":
-            acc, bad = mala_chunk(kind, p, xa, ea, ga, seed, pos, eps, temperature, acc_from,
-                                  *out)
+            first = sgld_chunk(kind, p, xa, seed, pos, draw, eps,
+                               math.sqrt(2.0 * eps * temperature), *out)
+        elif sampler == "underdamped":
+            first = baoab_chunk(kind, p, xa, v, ga, seed, pos, draw, 0.5 * eps, c, sd_ou, *out)
         else:
-            acc, bad = hmc_chunk(kind, p, xa, ea, ga, seed, pos, eps, cfg.n_leapfrog,
-                                 temperature, acc_from, *out)
-        rec.acc_sum += acc
-        rec.acc_count += rec.n_live * max(0, stop - step - acc_from)
-        return acc, bad
+            acc_from = max(0, cfg.burn_in - step)  # steps s >= acc_from have global > burn_in
+            if sampler == "mala":
+                acc, first = mala_chunk(kind, p, xa, ea, ga, seed, pos, eps, temperature,
+                                        acc_from, *out)
+            else:
+                acc, first = hmc_chunk(kind, p, xa, ea, ga, seed, pos, eps, cfg.n_leapfrog,
+                                       temperature, acc_from, *out)
+            rec.acc_sum += acc
+            rec.acc_count += rec.n_live * max(0, stop - step - acc_from)
+        return -1 if first < 0 else step + 1 + first
+
+    def keep(stop: int, f0: int) -> None:
+        """The steps up to ``stop`` stand: check them (freezing chains that failed)."""
+        rec.frames = stop // rec.thin + 1
+        # Non-finite energy sums: finish_frames evaluates the frames and freezes those chains.
+        sums = esum if bool(torch.isfinite(esum[f0:rec.frames]).all()) else None
+        rec.check_fused(target, x, stop, f0, sums)
 
     step = 0
     for span in _spans(stops, clock.every, max(1, CHUNK_CHAIN_STEPS // (n * _grads(cfg)))):
-        # Optimistic: the whole span in one call; kept if every check passed, else replayed
-        # check by check from a copy of the state (the stream is counter-based, so the
-        # replay draws the same numbers), so the result is the same either way.
-        saved = (xa.copy(), ea.copy(), ga.copy(), None if v is None else v.copy(),
-                 gen.position, rec.acc_sum, rec.acc_count)
-        f0, f_end = rec.frames, span[-1] // rec.thin + 1
-        _, bad = advance(step, span[-1], span)
-        if bad == 0 and bool(np.isfinite(esa[f0:f_end]).all()):
-            rec.frames, step = f_end, span[-1]
-            rec.check_fused(target, x, step, f0, esum)
-        else:
+        # Optimistic: the span's steps in one call, kept if every check passed.  Else the
+        # state is put back and the span replayed (the stream is counter-based: the same
+        # numbers): in one call up to the check before the one that failed, then that
+        # check's steps alone, then the rest of the span as a new one.  So the result is
+        # the check-by-check run's, bit for bit.
+        todo = list(span)
+        while todo:
+            saved = (xa.copy(), ea.copy(), ga.copy(), None if v is None else v.copy(),
+                     gen.position, rec.acc_sum, rec.acc_count, rec.frames)
+            f_end = todo[-1] // rec.thin + 1
+            failed = _first_failed(advance(step, todo[-1], todo), esa, saved[7], f_end,
+                                   rec.thin, todo)
+            if failed < 0:
+                keep(todo[-1], saved[7])
+                step, todo = todo[-1], []
+                break
             xa[:], ea[:], ga[:] = saved[:3]
             if v is not None:
                 v[:] = saved[3]
-            gen.position, rec.acc_sum, rec.acc_count = saved[4:]
+            gen.position, rec.acc_sum, rec.acc_count, f0 = saved[4:]
             esa[f0:f_end] = 0.0
-            for stop in span:
-                f0 = rec.frames
-                advance(step, stop, [stop])
-                rec.frames, step = stop // rec.thin + 1, stop
-                # Non-finite energy sums: finish_frames evaluates the frames and freezes
-                # those chains.
-                sums = esum if bool(torch.isfinite(esum[f0:rec.frames]).all()) else None
-                rec.check_fused(target, x, step, f0, sums)
-                if rec.n_live == 0:  # every chain diverged: nothing left to run
-                    yield Progress(step, cfg.steps, rec.trace(step))
-                    return
+            k = todo.index(failed)
+            if k > 0:  # the checks before the failed one pass
+                advance(step, todo[k - 1], todo[:k])
+                keep(todo[k - 1], f0)
+                step, f0 = todo[k - 1], rec.frames
+            advance(step, todo[k], [todo[k]])
+            keep(todo[k], f0)
+            step, todo = todo[k], todo[k + 1:]
+            if rec.n_live == 0:  # every chain diverged: nothing left to run
+                yield Progress(step, cfg.steps, rec.trace(step))
+                return
         if clock.due(step):
             yield Progress(step, cfg.steps, rec.trace(step))
+
+
+def _first_failed(failed: int, esum: np.ndarray, f0: int, f_end: int, thin: int,
+                  checks: list[int]) -> int:
+    """The first of ``checks`` that fails: a chain left the finite world (``failed``, -1 for
+    none), or it closes a recorded frame whose energy sum is not finite; -1: none."""
+    bad = np.flatnonzero(~np.isfinite(esum[f0:f_end]))
+    if bad.size:
+        at = (f0 + int(bad[0])) * thin  # the frame's step; the check that closes it:
+        closing = next(c for c in checks if c >= at)
+        failed = closing if failed < 0 else min(failed, closing)
+    return failed
 
 
 def _grads(cfg: SampleConfig) -> int:
