@@ -117,13 +117,19 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
             rec.acc_count += rec.n_live * max(0, stop - step - acc_from)
         return -1 if first < 0 else step + 1 + first
 
-    def keep(stop: int, f0: int) -> None:
-        """The steps up to ``stop`` stand: check them (freezing chains that failed)."""
+    def keep(stop: int, f0: int, verified: bool = True) -> None:
+        """The steps up to ``stop`` stand: check them (freezing chains that failed), unless
+        ``verified``: the kernel found every check passed."""
         rec.frames = stop // rec.thin + 1
         # Non-finite energy sums: finish_frames evaluates the frames and freezes those chains.
         sums = esum if bool(torch.isfinite(esum[f0:rec.frames]).all()) else None
-        rec.check_fused(target, x, stop, f0, sums)
+        rec.check_fused(target, x, stop, f0, sums, verified and sums is not None)
 
+    # What the kernel writes in place, and copies of it from before a span, to put back; the
+    # positions' copy is the recorder's last checked one (each check leaves it equal to x).
+    moved = {"sgld": (), "underdamped": (v, ga)}.get(sampler, (ea, ga))
+    kept = tuple(np.empty_like(a) for a in moved)
+    frozen = rec.frozen.numpy()
     step = 0
     for span in _spans(stops, clock.every, max(1, CHUNK_CHAIN_STEPS // (n * _grads(cfg)))):
         # Optimistic: the span's steps in one call, kept if every check passed.  Else the
@@ -133,19 +139,20 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
         # the check-by-check run's, bit for bit.
         todo = list(span)
         while todo:
-            saved = (xa.copy(), ea.copy(), ga.copy(), None if v is None else v.copy(),
-                     gen.position, rec.acc_sum, rec.acc_count, rec.frames)
+            for keep_, arr in zip(kept, moved, strict=True):
+                np.copyto(keep_, arr)
+            saved = (gen.position, rec.acc_sum, rec.acc_count, rec.frames)
             f_end = todo[-1] // rec.thin + 1
-            failed = _first_failed(advance(step, todo[-1], todo), esa, saved[7], f_end,
+            failed = _first_failed(advance(step, todo[-1], todo), esa, saved[3], f_end,
                                    rec.thin, todo)
             if failed < 0:
-                keep(todo[-1], saved[7])
+                keep(todo[-1], saved[3])
                 step, todo = todo[-1], []
                 break
-            xa[:], ea[:], ga[:] = saved[:3]
-            if v is not None:
-                v[:] = saved[3]
-            gen.position, rec.acc_sum, rec.acc_count, f0 = saved[4:]
+            np.copyto(xa, frozen)
+            for keep_, arr in zip(kept, moved, strict=True):
+                np.copyto(arr, keep_)
+            gen.position, rec.acc_sum, rec.acc_count, f0 = saved
             esa[f0:f_end] = 0.0
             k = todo.index(failed)
             if k > 0:  # the checks before the failed one pass
@@ -153,7 +160,7 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
                 keep(todo[k - 1], f0)
                 step, f0 = todo[k - 1], rec.frames
             advance(step, todo[k], [todo[k]])
-            keep(todo[k], f0)
+            keep(todo[k], f0, verified=False)
             step, todo = todo[k], todo[k + 1:]
             if rec.n_live == 0:  # every chain diverged: nothing left to run
                 yield Progress(step, cfg.steps, rec.trace(step))

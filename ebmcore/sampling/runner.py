@@ -127,14 +127,19 @@ class _Recorder:
         return state
 
     def check_fused(self, target: Target, x: Tensor, step: int, f0: int,
-                    energy_sums: Tensor | None = None) -> None:
+                    energy_sums: Tensor | None = None, verified: bool = False) -> None:
         """Freeze chains of ``x`` (in place) that left the finite world since the last check.
 
         Frames ``f0:`` were written by the loop since then: the frozen chains' entries are
         reset to their last checked position, and the frames' mean energies computed (from
         ``energy_sums``, see :meth:`finish_frames`, where the loop summed them).
+        ``verified``: the loop checked the live chains itself, and left frozen ones in place.
         """
         n_before = self.n_live
+        if verified:
+            self.frozen.copy_(x)
+            self.finish_frames(target, f0, energy_sums, n_before, step)
+            return
         # One reduction decides the usual case; nan compares False, so it fails the test too.
         if not bool(x.abs().amax() < self.far):
             newly = ~(x.abs() < self.far).all(1) & self.alive
