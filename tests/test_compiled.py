@@ -125,16 +125,14 @@ def test_warm_up_loads_every_kernel_once():
     assert compiled_run.warm_up() is None  # once per process
 
 
-def test_large_sgld_runs_take_the_torch_loop_and_metropolis_runs_stay_compiled():
-    t = make_target("banana")
-    big = SampleConfig(chains=compiled_run.COMPILED_MAX_CHAINS + 1, steps=10)
-    assert compiled_run.compiled_spec(t, big) is None
-    assert compiled_run.compiled_spec(t, dataclasses.replace(big, sampler="underdamped")) is None
-    assert compiled_run.compiled_spec(t, dataclasses.replace(big, sampler="mala")) is not None
-    assert compiled_run.compiled_spec(t, dataclasses.replace(big, chains=500)) is not None
-    mix = make_target("mixture")
-    assert compiled_run.compiled_spec(mix, big) is not None  # vectorised: compiled at any size
-    assert compiled_run.compiled_spec(mix, dataclasses.replace(big, dtype="float64")) is None
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_runs_of_every_size_and_dtype_are_compiled(sampler):
+    for name in TARGETS:
+        for dtype in ("float32", "float64"):
+            big = SampleConfig(sampler=sampler, chains=1_000_000, steps=10, dtype=dtype)
+            assert compiled_run.compiled_spec(make_target(name), big) is not None, name
+    unfused = SampleConfig(sampler=sampler, fused=False)
+    assert compiled_run.compiled_spec(make_target("banana"), unfused) is None
 
 
 def test_float32_mixture_block_agrees_with_float64_to_float32_rounding():

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ebmcore.energies import Target
-from ebmcore.sampling.compiled import KINDS, compiled_target
+from ebmcore.sampling.compiled import compiled_target
 from ebmcore.sampling.compiled_loops import (
     baoab_chunk,
     hmc_chunk,
@@ -38,32 +38,21 @@ from ebmcore.sampling.config import CHUNK_CHAIN_STEPS, Progress, SampleConfig
 from ebmcore.sampling.kernels import SamplerState
 from ebmcore.sampling.noise import NoiseStream
 
-__all__ = ["COMPILED_MAX_CHAINS", "COMPILED_SAMPLERS", "compiled_spec", "run_compiled", "warm_up"]
+__all__ = ["COMPILED_SAMPLERS", "compiled_spec", "run_compiled", "warm_up"]
 
 COMPILED_SAMPLERS = ("sgld", "mala", "hmc", "underdamped")
-# Above this many chains SGLD and underdamped Langevin run the in-place torch loops instead:
-# measured in one run (float32, 32-step chunks, load ~3-6 on 2 cores), the compiled kernel
-# beats them 5-9x at 500 chains (banana, mixture, u4: per-step dispatch dominates there) but
-# torch's vectorised passes win from ~5,000 chains on mixture (1.3x at 1e4, 1.8x at 1e5)
-# and tie on banana at 1e5.  Re-measured with the block kernels (grad_block), banana SGLD
-# 1e6 x 201 end to end: 1.90 s of CPU compiled, 1.85 s on the torch loop (drawing the noise
-# is most of both), mixture 1e5: 41 vs 18 ns per chain-step.  MALA and HMC have no in-place
-# torch loop: compiled at any size.  So is the mixture on float32 chains, whose gradient is
-# vectorised there (ebmcore.sampling.compiled_vec): at 1e5 chains the kernel takes 11.5 ns
-# per chain-step, the whole sample() 19 against the torch loop's 47 (CPU time, load ~2.5).
-COMPILED_MAX_CHAINS = 4096
-_ANY_SIZE = (KINDS.index("mixture"), torch.float32)  # (kind, dtype) compiled at any size
+# Compiled at every size.  The in-place torch loops used to win from ~5,000 chains, when the
+# kernels read a stored chunk of noise and returned to Python at every check; drawing the
+# noise in the kernel and running many checks per call, measured in one run (CPU time, one
+# thread, eps 0.002): banana SGLD 1e4 x 1000 0.10 s against the torch loop's 0.35, 1e6 x 201
+# 2.3 s against 2.9; float64 banana 3.1 against 5.4 s at 1e6, rings 14.6 against 28.6 s.
 
 
 def compiled_spec(target: Target, cfg: SampleConfig) -> tuple[int, np.ndarray] | None:
     """The compiled kernels' packing of ``target`` when this run can use them, else None."""
     if not cfg.fused or cfg.sampler not in COMPILED_SAMPLERS or cfg.device != "cpu":
         return None
-    spec = compiled_target(target, cfg.torch_dtype)
-    if (spec is not None and cfg.sampler in ("sgld", "underdamped")
-            and cfg.chains > COMPILED_MAX_CHAINS and (spec[0], cfg.torch_dtype) != _ANY_SIZE):
-        return None
-    return spec
+    return compiled_target(target, cfg.torch_dtype)
 
 
 def _slots(step: int, stop: int, period: int) -> np.ndarray:
