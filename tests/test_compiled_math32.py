@@ -21,6 +21,7 @@ from ebmcore.sampling.compiled_math32 import (  # noqa: E402
     EXP_LOW,
     exp32,
     exp32c,
+    exp32f,
     log32,
     sincos32,
     sincos32x,
@@ -42,11 +43,13 @@ def _apply(x, out):  # every function on every point, in one vectorisable loop e
         out[4, i], out[5, i] = sincos_pi4(x[i])
     for i in range(x.shape[0]):
         out[6, i] = exp32(x[i])
+    for i in range(x.shape[0]):
+        out[7, i] = exp32f(x[i])
 
 
 def _run(x):
     x = np.ascontiguousarray(x, dtype=np.float32)
-    out = np.empty((7, x.size), np.float32)
+    out = np.empty((8, x.size), np.float32)
     _apply(x, out)
     return x.astype(np.float64), out.astype(np.float64)
 
@@ -70,6 +73,14 @@ def test_exp32_within_two_ulp_over_its_range_and_clamped_beyond():
     x, out = _run(np.array([-1e30, -200.0, -87.5, 88.5, 300.0, 3e38], _F))
     lo, hi = np.exp(np.float64(EXP_LOW)), np.exp(np.float64(EXP_HIGH))
     np.testing.assert_allclose(out[0], [lo, lo, lo, hi, hi, hi], rtol=2**-22)
+
+
+def test_exp32f_is_exp32_on_its_range_and_zero_inf_nan_beyond():
+    _, out = _run(_edges(EXP_LOW, EXP_HIGH, 100_001))
+    np.testing.assert_array_equal(out[7], out[6])
+    _, out = _run(np.array([-np.inf, -1e30, -103.0, np.nextafter(EXP_LOW, _F(-np.inf)),
+                            np.nextafter(EXP_HIGH, _F(np.inf)), 88.7, 1e30, np.inf, np.nan], _F))
+    np.testing.assert_array_equal(out[7], [0.0] * 4 + [np.inf] * 4 + [np.nan])
 
 
 def test_log32_within_two_ulp_on_every_binade_of_normal_floats():
@@ -97,6 +108,17 @@ def test_sincos32_within_two_ulp_near_zero_and_1p2e7_absolute_to_2_pow_21():
     assert np.abs(out[3] - np.cos(x)).max() <= 1.2e-7
     x, out = _run(np.concatenate([_edges(-2.0**21, 2.0**21, 400_001),
                                   np.geomspace(1.0, 2.0**21, 100_001)]))
+    assert np.abs(out[2] - np.sin(x)).max() <= 1.2e-7
+    assert np.abs(out[3] - np.cos(x)).max() <= 1.2e-7
+
+
+def test_sincos32_is_nan_beyond_its_range_and_for_nan_and_inf():
+    # Beyond 2^21 the quadrant would be lost: a finite wrong sine could hide a diverged chain.
+    top = _F(2.0**21)
+    far = [np.nextafter(top, _F(np.inf)), 3e6, 1e20, 3e38, np.inf, np.nan]
+    _, out = _run(np.array(far + [-f for f in far], _F))
+    assert np.isnan(out[2]).all() and np.isnan(out[3]).all()
+    x, out = _run(np.array([top, -top], _F))
     assert np.abs(out[2] - np.sin(x)).max() <= 1.2e-7
     assert np.abs(out[3] - np.cos(x)).max() <= 1.2e-7
 

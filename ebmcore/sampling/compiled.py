@@ -10,7 +10,9 @@ compiled function serves every target, so the on-disk cache holds a handful of k
 only if the compiled energy and gradient agree with the target's own on probe points, so a
 target rebuilt with other meanings for its parameters falls back to the torch paths.
 Everything here is computed in float64 whatever the dtype of the chains, but for the
-mixture on float32 chains (:mod:`ebmcore.sampling.compiled_vec`).
+mixture and the transcendental targets (radial, funnel, squiggle, u1-u4) on float32 chains,
+which :func:`grad_block` computes in vectorised float32 (:mod:`ebmcore.sampling.compiled_vec`,
+:mod:`ebmcore.sampling.compiled_targets32`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ import torch
 
 from ebmcore.energies import Target
 from ebmcore.sampling.compiled_jit import AVAILABLE, is_f32, njit, round_like
+from ebmcore.sampling.compiled_targets32 import (
+    funnel_block32,
+    radial_block32,
+    squiggle_block32,
+    strip_block32,
+    u1_block32,
+)
 from ebmcore.sampling.compiled_vec import mixture_block32
 
 __all__ = ["AVAILABLE", "KINDS", "compiled_target", "energy_grad", "grad_block", "njit",
@@ -199,9 +208,10 @@ def grad_block(kind, p, u, v, m, want_e, e, g0, g1, work):
     One loop per kind, so that each is compiled for its target alone (the branch on the
     kind hoisted out of the chains' loop; branch-free targets vectorise): a run-time kind
     inside the loop cost banana 8x.  Outputs are stored in their arrays' dtype, as the
-    reference kernels store energies and gradients.  On float32 chains the mixture is
-    computed in float32 by :func:`~ebmcore.sampling.compiled_vec.mixture_block32`, in
-    ``work`` (``(4, >= m)`` scratch of the chains' dtype), to vectorise.
+    reference kernels store energies and gradients.  On float32 chains the mixture
+    (:func:`~ebmcore.sampling.compiled_vec.mixture_block32`) and the targets of
+    :mod:`ebmcore.sampling.compiled_targets32` are computed in float32, to vectorise (the
+    mixture and rings in ``work``, ``(4, >= m)`` scratch of the chains' dtype).
     """
     if kind == 0:
         for i in range(m):
@@ -216,20 +226,34 @@ def grad_block(kind, p, u, v, m, want_e, e, g0, g1, work):
         for i in range(m):
             e[i], g0[i], g1[i] = _banana(p, u[i], v[i], want_e)
     elif kind == 3:
-        for i in range(m):
-            e[i], g0[i], g1[i] = _radial(p, u[i], v[i], want_e)
+        if is_f32(u):
+            radial_block32(p, u, v, m, want_e, e, g0, g1, work)
+        else:
+            for i in range(m):
+                e[i], g0[i], g1[i] = _radial(p, u[i], v[i], want_e)
     elif kind == 4:
-        for i in range(m):
-            e[i], g0[i], g1[i] = _funnel(p, u[i], v[i], want_e)
+        if is_f32(u):
+            funnel_block32(p, u, v, m, want_e, e, g0, g1)
+        else:
+            for i in range(m):
+                e[i], g0[i], g1[i] = _funnel(p, u[i], v[i], want_e)
     elif kind == 5:
-        for i in range(m):
-            e[i], g0[i], g1[i] = _squiggle(p, u[i], v[i], want_e)
+        if is_f32(u):
+            squiggle_block32(p, u, v, m, want_e, e, g0, g1)
+        else:
+            for i in range(m):
+                e[i], g0[i], g1[i] = _squiggle(p, u[i], v[i], want_e)
     elif kind == 6:
         for i in range(m):
             e[i], g0[i], g1[i] = _double_well(p, u[i], v[i], want_e)
     elif kind == 7:
-        for i in range(m):
-            e[i], g0[i], g1[i] = _u1(p, u[i], v[i], want_e)
+        if is_f32(u):
+            u1_block32(p, u, v, m, want_e, e, g0, g1)
+        else:
+            for i in range(m):
+                e[i], g0[i], g1[i] = _u1(p, u[i], v[i], want_e)
+    elif is_f32(u):
+        strip_block32(kind, p, u, v, m, want_e, e, g0, g1)
     else:
         for i in range(m):
             e[i], g0[i], g1[i] = _strip(kind, p[0], u[i], v[i], want_e)

@@ -24,7 +24,7 @@ __all__ = ["AVAILABLE", "KERNEL_MODULES", "bits_from_f32", "f32_from_bits", "fma
 
 AVAILABLE = numba is not None
 KERNEL_MODULES = ("ebmcore.sampling.compiled_jit", "ebmcore.sampling.compiled_math32",
-                  "ebmcore.sampling.compiled_vec",
+                  "ebmcore.sampling.compiled_vec", "ebmcore.sampling.compiled_targets32",
                   "ebmcore.sampling.compiled", "ebmcore.sampling.compiled_loops",
                   "ebmcore.sampling.noise")
 """Every module whose source the compiled kernels are built from (tests check the list)."""

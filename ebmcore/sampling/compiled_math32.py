@@ -3,8 +3,10 @@
 numba has no vector ``exp``/``log``/``sin`` here (no SVML): ``math.exp`` is a scalar libm call
 per element, which keeps a loop scalar.  These are Cephes' float32 polynomials with their
 range reductions written without branches (selects and bit casts only), so a loop calling
-them runs on 8 or 16 chains at once.  Arguments outside the stated ranges give wrong but
-finite-or-inf results, never a trap; the callers clamp.  Errors are measured against
+them runs on 8 or 16 chains at once.  Arguments outside the stated ranges never trap:
+:func:`exp32` gives wrong but finite-or-inf results there (its callers clamp, or use
+:func:`exp32f`, which is IEEE-like over every input), :func:`sincos32x` gives NaN (a chain
+that far out has diverged; a finite but wrong sine could hide it).  Errors are measured against
 float64 numpy on float32 arguments (``tests/test_compiled_math32.py``), in float32 ulps of
 the result (``np.spacing``), with ``contract`` (fused multiply-adds) as the kernels use them.
 """
@@ -15,8 +17,8 @@ import numpy as np
 
 from ebmcore.sampling.compiled_jit import bits_from_f32, f32_from_bits, fma32, njit
 
-__all__ = ["EXP_HIGH", "EXP_LOW", "exp32", "exp32c", "log32", "sincos32", "sincos32x",
-           "sincos_pi4"]
+__all__ = ["EXP_HIGH", "EXP_LOW", "SINCOS_RANGE", "exp32", "exp32c", "exp32f", "log32",
+           "sincos32", "sincos32x", "sincos_pi4"]
 
 _F = np.float32
 _ONE, _HALF = _F(1.0), _F(0.5)
@@ -35,6 +37,9 @@ _C1, _C2, _C3 = _F(4.166664568298827e-2), _F(-1.388731625493765e-3), _F(2.443315
 # whose ulp is 1: adding it rounds to an integer, kept in its low mantissa bits.
 _P1, _P2, _P3 = _F(1.5707963705062866), _F(-4.371138828673793e-08), _F(-1.7151245100058819e-15)
 _TWO_OVER_PI, _MAGIC = _F(0.6366197466850281), _F(12582912.0)
+SINCOS_RANGE = _F(2.0**21)
+"""sincos32x's range: beyond ``|x| = 2^21`` its results are NaN."""
+_NAN, _INF, _ZERO = _F(np.nan), _F(np.inf), _F(0.0)
 
 
 @njit(inline=True, contract=True)
@@ -56,6 +61,18 @@ def exp32c(x):
     below ``EXP_LOW`` it gives 1.6e-38 for 0, above ``EXP_HIGH`` 1.7e38 for inf)."""
     c = x if x > EXP_LOW else EXP_LOW
     return exp32(c if c < EXP_HIGH else EXP_HIGH)
+
+
+@njit(inline=True, contract=True)
+def exp32f(x):
+    """``e^x`` in float32 for every ``x``: :func:`exp32` on its range, 0 below ``EXP_LOW``
+    (where ``e^x`` is a denormal or 0: off by < 1.6e-38), inf above ``EXP_HIGH`` (early:
+    float32 reaches ``e^88.7``), NaN for NaN.  Selects only."""
+    c = x if x > EXP_LOW else EXP_LOW
+    y = exp32(c if c < EXP_HIGH else EXP_HIGH)
+    y = y if x >= EXP_LOW else _ZERO
+    y = y if x <= EXP_HIGH else _INF
+    return y if x == x else x
 
 
 @njit(inline=True, contract=True)
@@ -94,8 +111,9 @@ def sincos32x(x, dx):
     Cody-Waite reduction ``r = x - j pi/2`` by fused multiply-adds with ``pi/2`` in three parts
     (the first is exact: ``x`` and ``j P1`` agree to their last bits), then the quadrant
     ``j mod 4`` swaps and negates the polynomials' results by selects.  Measured within
-    1.2e-7 absolute of float64 ``sin``/``cos`` over ``|x| <= 2^21`` (2 ulp of 1); beyond, the
-    rounded quotient ``j`` loses the quadrant (garbage, finite, below 6e6).
+    1.2e-7 absolute of float64 ``sin``/``cos`` over ``|x| <= 2^21`` (2 ulp of 1); beyond, where
+    the rounded quotient ``j`` would lose the quadrant (finite garbage up to 6e6), both are
+    NaN, as they are for NaN and inf.
     """
     k = x * _TWO_OVER_PI + _MAGIC
     j = k - _MAGIC
@@ -109,7 +127,8 @@ def sincos32x(x, dx):
     cs = s if odd else c
     sn = -sn if (q & np.int32(2)) != np.int32(0) else sn
     cs = -cs if ((q + np.int32(1)) & np.int32(2)) != np.int32(0) else cs
-    return sn, cs
+    out = abs(x) > SINCOS_RANGE
+    return (_NAN if out else sn), (_NAN if out else cs)
 
 
 @njit(inline=True, contract=True)
