@@ -264,7 +264,7 @@ def _rho_block(u, v, m, tiny, rho):
 def _nearest_ring(rho, m, r, dmin):
     for i in range(m):
         d = abs(rho[i] - r)
-        dmin[i] = d if d < dmin[i] else dmin[i]
+        dmin[i] = np.minimum(d, dmin[i])  # not a conditional store (see compiled_loops)
 
 
 @njit(contract=True)

@@ -27,7 +27,7 @@ def _nearest32(u, v, m, mx, my, dmin):
     for i in range(m):
         a, b = u[i] - mx, v[i] - my
         d = a * a + b * b
-        dmin[i] = d if d < dmin[i] else dmin[i]
+        dmin[i] = np.minimum(d, dmin[i])  # not a conditional store (see compiled_loops)
 
 
 @njit(contract=True)
