@@ -252,7 +252,8 @@ def _randn_rate(n: int, sec: float, rep: int) -> float:
 
 @register_bench("sample")
 def sample_bench(quick: bool) -> list[dict]:
-    """``sample()`` + ``summarize()`` end to end, as the CLI runs them, in chain-steps/s.
+    """``sample()`` + ``summarize()`` end to end, as the CLI runs them, in chain-steps/s: the
+    cases of :data:`SAMPLE_CASES`, then every registry target at 500, 1e4 and 1e6 chains.
 
     Beside each: the vectorised NumPy SGLD on the same target and chains (``vs_numpy``,
     where a NumPy gradient is written) and the torch.randn ceiling (``vs_randn``: drawing
@@ -268,10 +269,13 @@ def sample_bench(quick: bool) -> list[dict]:
     rep = 1 if quick else 3
     d = SampleConfig()
     cases = SAMPLE_CASES["quick" if quick else "full"]
-    defaults = [("gaussian", d.chains, d.steps, "sgld")] if quick else [
-        (name, d.chains, d.steps, "sgld") for name in TARGETS]
+    # Every registry target at the defaults' 500 chains, at 1e4 and at 1e6 (fewer steps)
+    sizes = [(d.chains, d.steps)] if quick else [(d.chains, d.steps), (10_000, 1000),
+                                                 (1_000_000, 51)]
+    every = [(name, n, steps, "sgld") for n, steps in sizes
+             for name in (["gaussian"] if quick else TARGETS)]
     rows = []
-    for name, n, steps, sampler in cases + defaults:
+    for name, n, steps, sampler in cases + every:
         eps = d.step_size if name == "gaussian" else SAMPLE_EPS
         run_cfg = SampleConfig(chains=n, steps=steps, step_size=eps, sampler=sampler)
 
@@ -281,7 +285,7 @@ def sample_bench(quick: bool) -> list[dict]:
 
         end_to_end(dataclasses.replace(run_cfg, steps=2))  # kernels loaded: not timed
         times, cpu = [], []
-        for _ in range(rep):
+        for _ in range(1 if n * steps > 1e7 else rep):  # the largest runs take seconds
             t0, c0 = time.perf_counter(), time.process_time()
             end_to_end()
             times.append(time.perf_counter() - t0)
