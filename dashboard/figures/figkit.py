@@ -9,6 +9,7 @@ No Streamlit import, no numerics beyond decimation for drawing.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "figure",
     "figure_bytes",
     "grid_layout",
+    "packed",
     "play_pause",
     "points_trace",
     "to_np",
@@ -71,6 +73,18 @@ def to_np(a: Any) -> np.ndarray:
 def f32(a: Any) -> np.ndarray:
     """As a contiguous float32 array: Plotly sends it as a compact base64 typed array."""
     return np.ascontiguousarray(to_np(a), dtype=np.float32)
+
+
+def packed(a: Any) -> dict:
+    """``a`` as float32 in Plotly's typed-array form (``dtype``, base64 ``bdata``, ``shape`` for
+    2-D), as plotly.py writes a NumPy array to JSON, but built without its per-array checks
+    and copies: for animation frames, where those took 0.5 ms an array (40 frames of the
+    replay: 28 of its 40 ms).  The JSON sent is the same."""
+    arr = f32(a)
+    spec = {"dtype": "f4", "bdata": base64.b64encode(arr.tobytes()).decode("ascii")}
+    if arr.ndim > 1:
+        spec["shape"] = ", ".join(str(k) for k in arr.shape)
+    return spec
 
 
 def decimate(n: int, cap: int) -> np.ndarray:
@@ -198,7 +212,6 @@ def density_image(gd: Any, *, levels: int = 12) -> dict:
     the replay draws the density as a picture instead: the same 12 equally
     spaced bands and colours as :func:`density_trace`.
     """
-    import base64
     import io
 
     from PIL import Image

@@ -26,6 +26,7 @@ from dashboard.figures.figkit import (
     f32,
     figure,
     grid_layout,
+    packed,
     play_pause,
     points_trace,
     to_np,
@@ -104,8 +105,8 @@ def replay_figure(gd: Any, steps: Any, positions: Any, *, max_frames: int = 40,
     frames_xy = [f32(pos[f][ci]) for f in fi]
     data = [points_trace(frames_xy[-1], name="chains", color=COLORS["chains"], gl=False,
                          size=5)]
-    frames = [dict(data=[dict(type="scatter", x=xy[:, 0], y=xy[:, 1])], traces=[0],
-                   name=str(int(st_[f]))) for f, xy in zip(fi, frames_xy, strict=True)]
+    frames = [dict(data=[dict(type="scatter", x=packed(xy[:, 0]), y=packed(xy[:, 1]))],
+                   traces=[0], name=str(int(st_[f]))) for f, xy in zip(fi, frames_xy, strict=True)]
     still, play = animate_args(frame_ms, redraw=False)
     layout = box_axes(gd.box)
     layout["images"] = [density_image(gd)]  # animations drop contour traces: a picture stays
