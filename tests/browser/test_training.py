@@ -100,7 +100,8 @@ def test_training_live_pause_resume_stop_and_csv(new_page):
 
 
 # The live scrubber's chart (in a live-chart iframe): its frame count, the frame shown
-# (its title), whether the training is still running, and the newest frame's title.
+# (its title), whether the training is still running, and the newest frame's title (with
+# ``not``: once it is another than that one).
 SCRUBBER = """
 (c, a) => {
   for (const f of document.querySelectorAll('iframe')) {
@@ -110,8 +111,9 @@ SCRUBBER = """
     if (frames >= a.frames) {
       const bar = document.querySelector('[data-testid="stProgress"]');
       const last = Number(g._transitionData._frames[frames - 1].name).toLocaleString('en-US');
-      return [frames, g.layout.title.text, !!bar && bar.innerText.includes('running'),
-              `p_θ at iteration ${last}`];
+      const newest = `p_θ at iteration ${last}`;
+      if (a.not && newest === a.not) continue;  // waiting for a newer snapshot
+      return [frames, g.layout.title.text, !!bar && bar.innerText.includes('running'), newest];
     }
   }
   return false;
@@ -125,7 +127,7 @@ def test_the_scrubber_plays_the_snapshots_while_the_run_goes_on(new_page):
     expect(page.get_by_text("Press start")).to_be_visible()
     _button(page, "start").click()
     page.get_by_text("how the model evolved").click()  # shown once 2 evaluations exist
-    frames, title, running, newest = wait_for(page, SCRUBBER, {"frames": 3}, idle=False,
+    _, title, running, newest = wait_for(page, SCRUBBER, {"frames": 3}, idle=False,
                                               timeout_s=120)
     assert running and title == newest  # a live scrubber opens on the newest snapshot
     chart = next(f for f in page.frames if f.evaluate(
@@ -139,6 +141,7 @@ def test_the_scrubber_plays_the_snapshots_while_the_run_goes_on(new_page):
             break
         page.wait_for_timeout(100)  # a sampling period, not a wait for a state
     assert len(seen) >= 3, seen  # the animation steps on although the run is live
-    more = wait_for(page, SCRUBBER, {"frames": frames + 1}, idle=False, timeout_s=120)
+    # A newer snapshot, not one more: the scrubber keeps the last MAX_FRAMES of them
+    more = wait_for(page, SCRUBBER, {"frames": 1, "not": newest}, idle=False, timeout_s=120)
     assert more[2], "the run finished before a new snapshot arrived"  # added while live
     assert_no_crash(page)
