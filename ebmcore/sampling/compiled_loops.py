@@ -45,7 +45,7 @@ import numpy as np
 from ebmcore.sampling.compiled import grad_block, njit, round_like
 from ebmcore.sampling.compiled_jit import is_f32
 from ebmcore.sampling.compiled_vec import mala_accept32
-from ebmcore.sampling.noise import _U, block_normals, block_uniforms
+from ebmcore.sampling.noise import _U, block_normals, block_uniforms, uniform_outputs
 
 __all__ = ["BLOCK", "baoab_chunk", "hmc_chunk", "mala_chunk", "sgld_chunk", "step_outputs"]
 
@@ -55,7 +55,7 @@ BLOCK = 256  # chains advanced together: their scratch vectors fit in L1 (even: 
 def step_outputs(n: int, f32: bool, accept: bool) -> int:
     """The stream outputs one step of ``n`` chains takes: ``normal(N, 2)`` (``n``), then for
     an accept test ``uniform(N)`` (``ceil(n / 2)`` in float32, ``n`` in float64)."""
-    return n + (((n + 1) // 2 if f32 else n) if accept else 0)
+    return n + (uniform_outputs(n, np.float32 if f32 else np.float64) if accept else 0)
 
 
 @njit(inline=True)

@@ -183,7 +183,7 @@ class NoiseStream:
         """Fill ``out`` with U[0, 1) values; returns it."""
         flat = _flat(out)
         _uniforms(_U(self.seed), _U(self.position), flat)
-        self.position += (flat.shape[0] + 1) // 2 if flat.dtype == np.float32 else flat.shape[0]
+        self.position += uniform_outputs(flat.shape[0], flat.dtype)
         return out
 
     def chunk_(self, noise: Tensor, unif: Tensor | None = None) -> None:
