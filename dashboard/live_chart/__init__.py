@@ -2,7 +2,9 @@
 
 ``st.plotly_chart`` gives every new figure a new element id (the id hashes the
 spec), so each live tick remounts the chart and the page shows a blank frame.
-This component keeps one chart per ``key`` and redraws it in place.  Plotly.js
+This component keeps one chart per ``key`` and redraws it in place; a render that
+only moves scatter points over fixed axes (a live run's chains) moves them through
+Plotly's animation path, without redrawing the rest of the chart.  Plotly.js
 comes from the plotly package's own copy, served next to the component's page
 from a per-version folder outside the repository.
 """

@@ -128,7 +128,8 @@ def test_four_users_train_at_once(new_page, server, report):
         assert f"data={u['data']}&" in page.url and f"iters={u['iters']}&" in page.url
         figs = figures(page)
         model = find_figure(figs, "p_θ", "data")
-        assert model["title"] == f"p_θ at iteration {u['iters']:,}"
+        # the density's own iteration: the last evaluation, at the end of the run
+        assert model["title"] == f"p_θ at iteration {u['iters']:,} (last evaluation)"
         own = make_dataset(u["data"], n_train=2000, n_test=1000, seed=u["seed"]).train
         drawn = np.column_stack([trace(model, "data")["x"], trace(model, "data")["y"]])
         assert drawn.shape == tuple(own.shape)

@@ -1,0 +1,118 @@
+"""The live chart's page on its own, driven as Streamlit drives it (render messages).
+
+A render that only moves the points of scatter traces over fixed axes must take Plotly's
+animation path (no Plotly.react) and leave every point where the new data puts it; any
+other change (the layout, a trace's style, an autoranged axis, a WebGL trace) must go
+through Plotly.react; an unchanged render draws nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from dashboard.live_chart import HERE, PLOTLY_JS
+
+pytestmark = pytest.mark.browser
+
+# Counts Plotly.react and Plotly.animate calls, then sends `render(parts)` as Streamlit does.
+SPY = """() => {
+  window.calls = {react: 0, animate: 0};
+  for (const name of ['react', 'animate']) {
+    const f = Plotly[name];
+    Plotly[name] = function (...a) { window.calls[name] += 1; return f.apply(this, a); };
+  }
+  window.render = (texts) => {
+    const tags = texts.map((t) => { let h = 0; for (const c of t) h = (h * 31 + c.charCodeAt(0)) % 2 ** 40; return h; });
+    window.postMessage({type: 'streamlit:render', args: {parts: texts, tags: tags,
+                        framed: false, config: '{}'}}, '*');
+  };
+}"""
+UPDATES = "() => Number(document.getElementById('chart').dataset.updates || 0)"
+# each drawn point's pixel position, and where the trace's data puts it (Plotly's own axes)
+POINTS = """(i) => {
+  const gd = document.getElementById('chart');
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+  const tr = gd._fullData[i];
+  const drawn = [...gd.querySelectorAll('.scatterlayer .trace')[i - 1].querySelectorAll('.point')]
+    .map((p) => p.getAttribute('transform').match(/translate\\(([-\\d.e]+),\\s*([-\\d.e]+)\\)/)
+    .slice(1).map(Number));
+  return {drawn: drawn, want: tr.x.map((x, k) => [xa.c2p(x), ya.c2p(tr.y[k])])};
+}"""
+
+
+def _trace(x, y, *, kind="scatter", color="#d9480f", name="chains") -> str:
+    return json.dumps({"type": kind, "x": list(x), "y": list(y), "mode": "markers",
+                       "name": name, "marker": {"size": 5, "color": color}})
+
+
+def _layout(title="run", fixed=True) -> str:
+    axes = {"xaxis": {"range": [-3, 3]}, "yaxis": {"range": [-3, 3]}} if fixed else {}
+    return json.dumps({"title": {"text": title}, "height": 400, **axes})
+
+
+DENSITY = json.dumps({"type": "contour", "x": [-3, 0, 3], "y": [-3, 0, 3],
+                      "z": [[0, 1, 0], [1, 2, 1], [0, 1, 0]], "showscale": False})
+
+
+@pytest.fixture
+def chart(browser, tmp_path):
+    """The component's page (its own files, no server), with the spies installed."""
+    shutil.copy(HERE / "index.html", tmp_path / "index.html")
+    shutil.copy(PLOTLY_JS, tmp_path / "plotly.min.js")
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto((tmp_path / "index.html").as_uri())
+    page.wait_for_function("() => typeof Plotly !== 'undefined'")
+    page.evaluate(SPY)
+    yield page
+    page.close()
+    assert not errors, errors
+
+
+def _render(page, texts, updates):
+    page.evaluate("(t) => window.render(t)", texts)
+    page.wait_for_function(f"() => ({UPDATES})() >= {updates}")
+    return page.evaluate("() => window.calls")
+
+
+def test_moving_points_animate_and_land_where_the_data_puts_them(chart):
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(-2, 2, (2, 40)).round(4)
+    assert _render(chart, [DENSITY, _trace(a, b), _layout()], 1) == {"react": 1, "animate": 0}
+    for step in range(1, 4):  # the chains move three times: no redraw of the chart
+        a, b = (a + rng.normal(0, 0.3, 40)).round(4), (b + rng.normal(0, 0.3, 40)).round(4)
+        calls = _render(chart, [DENSITY, _trace(a, b), _layout()], 1 + step)
+        assert calls == {"react": 1, "animate": step}
+        pts = chart.evaluate(POINTS, 1)
+        assert np.allclose(pts["drawn"], pts["want"], atol=0.5), "points not where data says"
+        assert np.allclose(chart.evaluate("() => document.getElementById('chart')"
+                                          "._fullData[1].x"), a)
+
+
+@pytest.mark.parametrize("change", ["layout", "style", "autorange", "webgl"])
+def test_any_other_change_redraws_with_react(chart, change):
+    a, b = np.linspace(-2, 2, 30).round(4), np.linspace(2, -2, 30).round(4)
+    fixed = change != "autorange"
+    kind = "scattergl" if change == "webgl" else "scatter"
+    _render(chart, [DENSITY, _trace(a, b, kind=kind), _layout(fixed=fixed)], 1)
+    a2 = (a + 0.5).round(4)
+    texts = {
+        "layout": [DENSITY, _trace(a2, b), _layout(title="run, later")],
+        "style": [DENSITY, _trace(a2, b, color="#1c7ed6"), _layout()],
+        "autorange": [DENSITY, _trace(a2, b), _layout(fixed=False)],
+        "webgl": [DENSITY, _trace(a2, b, kind="scattergl"), _layout()],
+    }[change]
+    assert _render(chart, texts, 2) == {"react": 2, "animate": 0}
+
+
+def test_an_unchanged_render_draws_nothing(chart):
+    texts = [DENSITY, _trace([0, 1], [1, 0]), _layout()]
+    _render(chart, texts, 1)
+    chart.evaluate("(t) => window.render(t)", texts)
+    _render(chart, [DENSITY, _trace([0, 1], [1, 0]), _layout(title="next")], 2)  # in order
+    assert chart.evaluate("() => window.calls") == {"react": 2, "animate": 0}
