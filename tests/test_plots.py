@@ -224,14 +224,18 @@ def test_evolution_figure_steps_through_the_evaluations():
         assert fr.name == str(f.iteration) and list(fr.traces) == [0, 2]
         assert fr.layout.title.text == f"p_θ at iteration {f.iteration:,}"
         # the drawn density peaks where that evaluation's does (the grids' argmax agree)
-        z = np.asarray(contour.z)
+        # a frame carries only what changes, its arrays in Plotly's typed-array form
+        assert contour.type == "contour" and contour.colorscale is None
+        z = unpacked(contour.z)
         j = np.unravel_index(np.argmax(z), z.shape)
-        assert float(np.asarray(contour.x)[j[1]]) == pytest.approx(
+        assert float(z.max()) == pytest.approx(contour.zmax) == pytest.approx(
+            contour.contours.end)
+        assert float(unpacked(contour.x)[j[1]]) == pytest.approx(
             float(f.density.xs[np.unravel_index(int(f.density.density.argmax()),
                                                  f.density.density.shape)[1]]), abs=0.2)
         # at most 400 drawn, evenly spaced among iid draws: their mean is within 3 standard
         # errors (3 / sqrt(400) = 0.15) of all 2000's (fixed seeds)
-        assert len(neg.x) <= 400 and np.mean(neg.x) == pytest.approx(
+        assert len(unpacked(neg.x)) <= 400 and np.mean(unpacked(neg.x)) == pytest.approx(
             float(f.negatives[:, 0].mean()), abs=0.15)
     # every frame, the data and the slider stay within what one figure may weigh
     assert figkit.figure_bytes(fig) < figkit.MAX_FIGURE_BYTES

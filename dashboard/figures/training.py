@@ -19,6 +19,7 @@ from dashboard.figures.figkit import (
     f32,
     figure,
     grid_layout,
+    packed,
     play_pause,
     points_trace,
 )
@@ -89,12 +90,20 @@ def evolution_figure(box: Sequence[float], frames: Sequence[Any], data: Any, *,
             whole animation stays within MAX_FIGURE_BYTES for MAX_FRAMES frames).
         at_last: open on the last snapshot (a live run: the newest), not the first.
     """
-    def moving(f: Any) -> list[dict]:
+    def moving(f: Any, pack: bool = False) -> list[dict]:
         pts = np.zeros((0, 2), np.float32) if f.negatives is None else drawn_points(
             f.negatives, max_points)[0]
-        return [density_trace(f.density, name="p_θ", max_cells=cells),
-                points_trace(pts, name="negatives", color=COLORS["negatives"], size=5,
-                             opacity=0.85, outline=0.4, gl=False)]
+        traces = [density_trace(f.density, name="p_θ", max_cells=cells),
+                  points_trace(pts, name="negatives", color=COLORS["negatives"], size=5,
+                               opacity=0.85, outline=0.4, gl=False)]
+        if pack:  # a frame: only what changes (Plotly merges it into the drawn traces),
+            # its arrays already in Plotly's typed-array form (20 frames, build + JSON:
+            # 85 -> 31 ms, 680 -> 350 kB)
+            c, p = traces
+            traces = [dict(type="contour", x=packed(c["x"]), y=packed(c["y"]),
+                           z=packed(c["z"]), zmax=c["zmax"], contours=c["contours"]),
+                      dict(type="scatter", x=packed(p["x"]), y=packed(p["y"]))]
+        return traces
 
     pts, _ = drawn_points(data, max_points)
     shown = points_trace(pts, name="data", color=COLORS["data"], size=4, opacity=0.45,
@@ -103,7 +112,7 @@ def evolution_figure(box: Sequence[float], frames: Sequence[Any], data: Any, *,
     first = moving(frames[start]) if frames else []
     traces = [*first[:1], shown, *first[1:]]
     title = [f"p_θ at iteration {f.iteration:,}" for f in frames]
-    spec_frames = [dict(name=str(f.iteration), traces=[0, 2], data=moving(f),
+    spec_frames = [dict(name=str(f.iteration), traces=[0, 2], data=moving(f, pack=True),
                         layout=dict(title=dict(text=t)))
                    for f, t in zip(frames, title, strict=True)]
     still, play = animate_args(frame_ms)

@@ -26,7 +26,11 @@ SPY = """() => {
     Plotly[name] = function (...a) { window.calls[name] += 1; return f.apply(this, a); };
   }
   window.render = (texts) => {
-    const tags = texts.map((t) => { let h = 0; for (const c of t) h = (h * 31 + c.charCodeAt(0)) % 2 ** 40; return h; });
+    const tags = texts.map((t) => {  // a tag per text, as the server's hash gives one
+      let h = 0;
+      for (const c of t) h = (h * 31 + c.charCodeAt(0)) % 2 ** 40;
+      return h;
+    });
     window.postMessage({type: 'streamlit:render', args: {parts: texts, tags: tags,
                         framed: false, config: '{}'}}, '*');
   };
@@ -37,9 +41,9 @@ POINTS = """(i) => {
   const gd = document.getElementById('chart');
   const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
   const tr = gd._fullData[i];
-  const drawn = [...gd.querySelectorAll('.scatterlayer .trace')[i - 1].querySelectorAll('.point')]
-    .map((p) => p.getAttribute('transform').match(/translate\\(([-\\d.e]+),\\s*([-\\d.e]+)\\)/)
-    .slice(1).map(Number));
+  const layer = gd.querySelectorAll('.scatterlayer .trace')[i - 1];
+  const drawn = [...layer.querySelectorAll('.point')].map((p) => p.getAttribute('transform')
+    .match(/translate\\(([-\\d.e]+),\\s*([-\\d.e]+)\\)/).slice(1).map(Number));
   return {drawn: drawn, want: tr.x.map((x, k) => [xa.c2p(x), ya.c2p(tr.y[k])])};
 }"""
 

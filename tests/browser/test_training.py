@@ -96,7 +96,8 @@ def test_training_live_pause_resume_stop_and_csv(new_page):
     assert (df["iteration"] <= it_stopped).all()
     # the learned density is drawn with the data and the current negatives
     model = find_figure(figures(page), "p_θ", "data", "negatives")
-    assert f"iteration {it_stopped:,}" in model["title"]
+    # titled with the iteration of the density it draws: the last evaluation's
+    assert model["title"] == f"p_θ at iteration {int(df['iteration'].iloc[-1]):,} (last evaluation)"
 
 
 # The live scrubber's chart (in a live-chart iframe): its frame count, the frame shown
