@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ebmcore.sampling.noise import NoiseStream, normal, splitmix64, uniform
+from ebmcore.sampling.noise import NoiseStream, splitmix64
 
 
 def test_splitmix64_known_answer():
@@ -26,17 +26,6 @@ def test_uniforms_are_the_outputs_bits(dtype):
         want = [(splitmix64(123, k) >> 11) * 2.0**-53 for k in range(5)]
         assert s.position == 5
     assert u == want
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_a_chunk_is_its_steps_drawn_one_at_a_time(dtype):
-    a, b = NoiseStream(9), NoiseStream(9)
-    nz, un = torch.empty(7, 5, 2, dtype=dtype), torch.empty(7, 5, dtype=dtype)
-    a.chunk_(nz, un)
-    for s in range(7):
-        assert torch.equal(normal((5, 2), b, dtype=dtype, device="cpu"), nz[s])
-        assert torch.equal(uniform((5,), b, dtype=dtype, device="cpu"), un[s])
-    assert a.position == b.position
 
 
 def test_a_chain_s_numbers_do_not_depend_on_the_chains_after_it():

@@ -125,20 +125,6 @@ def uniform_outputs(n: int, dtype) -> int:
     return (n + 1) // 2 if np.dtype(dtype) == np.float32 else n
 
 
-@njit
-def _chunk(seed, start, noise, unif, use_unif):
-    """Per step ``s``: ``noise[s]`` then (if ``use_unif``) ``unif[s]``, as successive calls
-    would draw them; returns the position after the last."""
-    pos = start
-    for s in range(noise.shape[0]):
-        _normals(seed, pos, noise[s])
-        pos += _U((noise.shape[1] + 1) // 2)
-        if use_unif:
-            _uniforms(seed, pos, unif[s])
-            n = unif.shape[1]
-            pos += _U((n + 1) // 2 if is_f32(unif) else n)
-    return pos
-
 
 def splitmix64(seed: int, k: int) -> int:
     """Output ``k`` of the stream from ``seed``, in plain Python (the contract's reference)."""
@@ -185,14 +171,6 @@ class NoiseStream:
         _uniforms(_U(self.seed), _U(self.position), flat)
         self.position += uniform_outputs(flat.shape[0], flat.dtype)
         return out
-
-    def chunk_(self, noise: Tensor, unif: Tensor | None = None) -> None:
-        """Fill ``noise`` (``(S, ...)``) and ``unif`` (``(S, ...)``) as ``S`` steps, each
-        ``normal_(noise[s])`` then ``uniform_(unif[s])``, would: one compiled call."""
-        s = noise.shape[0]
-        nz = _flat(noise).reshape(s, -1)
-        un = _flat(unif).reshape(s, -1) if unif is not None else np.empty((s, 0), nz.dtype)
-        self.position = int(_chunk(_U(self.seed), _U(self.position), nz, un, unif is not None))
 
 
 Rng = torch.Generator | NoiseStream
