@@ -4,7 +4,9 @@
 spec), so each live tick remounts the chart and the page shows a blank frame.
 This component keeps one chart per ``key`` and redraws it in place; a render that
 only moves scatter points over fixed axes (a live run's chains) moves them through
-Plotly's animation path, without redrawing the rest of the chart.  Plotly.js
+Plotly's animation path, without redrawing the rest of the chart; renders arriving
+while the page draws (or rests after a draw, as long as the draw took) are coalesced
+into the newest.  Plotly.js
 comes from the plotly package's own copy, served next to the component's page
 from a per-version folder outside the repository.
 """

@@ -25,17 +25,22 @@ SPY = """() => {
     const f = Plotly[name];
     Plotly[name] = function (...a) { window.calls[name] += 1; return f.apply(this, a); };
   }
-  window.render = (texts) => {
+  // `short`: indices of texts sent as [tag] only (the server's form for a text sent before)
+  window.render = (texts, short = []) => {
     const tags = texts.map((t) => {  // a tag per text, as the server's hash gives one
       let h = 0;
       for (const c of t) h = (h * 31 + c.charCodeAt(0)) % 2 ** 40;
       return h;
     });
-    window.postMessage({type: 'streamlit:render', args: {parts: texts, tags: tags,
+    const parts = texts.map((t, i) => short.includes(i) ? [tags[i]] : t);
+    window.postMessage({type: 'streamlit:render', args: {parts: parts, tags: tags,
                         framed: false, config: '{}'}}, '*');
   };
 }"""
 UPDATES = "() => Number(document.getElementById('chart').dataset.updates || 0)"
+RESENDS = "() => Number(document.getElementById('chart').dataset.resends || 0)"
+# the chart has drawn what it was sent and rests no more: the next render is drawn at once
+IDLE = "() => !drawing && queued === null && performance.now() >= restUntil"
 # each drawn point's pixel position, and where the trace's data puts it (Plotly's own axes)
 POINTS = """(i) => {
   const gd = document.getElementById('chart');
@@ -117,6 +122,27 @@ def test_any_other_change_redraws_with_react(chart, change):
 def test_an_unchanged_render_draws_nothing(chart):
     texts = [DENSITY, _trace([0, 1], [1, 0]), _layout()]
     _render(chart, texts, 1)
+    chart.wait_for_function(IDLE)
     chart.evaluate("(t) => window.render(t)", texts)
+    chart.wait_for_function(IDLE)
     _render(chart, [DENSITY, _trace([0, 1], [1, 0]), _layout(title="next")], 2)  # in order
     assert chart.evaluate("() => window.calls") == {"react": 2, "animate": 0}
+
+
+def test_renders_arriving_while_it_rests_are_skipped_but_their_texts_kept(chart):
+    _render(chart, [DENSITY, _trace([0, 1], [1, 0]), _layout()], 1)
+    z2 = [[2, 1, 2], [1, 0, 1], [2, 1, 2]]
+    density2 = json.dumps({**json.loads(DENSITY), "z": z2})
+    # while the chart rests, R1 brings a new density in full and R2 names it by its tag
+    # only (as the server does once it sent a text): R1 is skipped, R2 drawn from R1's text
+    chart.evaluate("(t) => { restUntil = performance.now() + 400;"
+                   " window.render(t.r1); window.render(t.r2, [0, 2]); }",
+                   {"r1": [density2, _trace([0, 1], [1, 0.5]), _layout()],
+                    "r2": [density2, _trace([0.5, 1], [1, 0.5]), _layout()]})
+    chart.wait_for_function(f"() => ({UPDATES})() >= 2")
+    chart.wait_for_function(IDLE)
+    assert chart.evaluate(UPDATES) == 2 and chart.evaluate(RESENDS) == 0
+    assert chart.evaluate("() => window.calls") == {"react": 2, "animate": 0}
+    drawn = chart.evaluate("() => { const d = document.getElementById('chart')._fullData;"
+                           " return [d[0].z, d[1].x]; }")
+    assert drawn == [z2, [0.5, 1]]
