@@ -57,7 +57,14 @@ def browser_ready() -> None:
 
 @pytest.fixture(scope="session")
 def server(browser_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The dashboard, served on a free port for the whole session; stopped at the end."""
+    """The dashboard, served on a free port for the whole session; stopped at the end.
+
+    The compiled kernels are built first, here: on a fresh clone the server's background
+    warm-up would otherwise compile them while the first tests measure live views.
+    """
+    from ebmcore.sampling.compiled_run import warm_up
+
+    warm_up(background=False)  # on-disk cache: the server's own warm-up then only loads it
     srv = start_server(tmp_path_factory.mktemp("streamlit"))
     try:
         yield srv
