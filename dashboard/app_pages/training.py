@@ -89,7 +89,7 @@ CURVES_PERIOD_S = 1.0  # while live, the curves are redrawn this often (and at e
 def _curves(sess: train_live.TrainSession, snap: train_live.Snapshot, live: bool):
     """The training curves; while ``live``, the same figure until an evaluation or
     CURVES_PERIOD_S later: redrawing four subplots per tick for one more loss point cost the
-    browser ~70 ms (measured), a core's worth at the live view's rate."""
+    browser ~70 ms (measured), half a core at the live view's 8 ticks a second."""
     tr = sess.trainer
     key, now = (id(sess), len(snap.rows)), time.monotonic()
     memo = ss.get("_training_curves")

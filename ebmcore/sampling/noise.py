@@ -125,7 +125,6 @@ def uniform_outputs(n: int, dtype) -> int:
     return (n + 1) // 2 if np.dtype(dtype) == np.float32 else n
 
 
-
 def splitmix64(seed: int, k: int) -> int:
     """Output ``k`` of the stream from ``seed``, in plain Python (the contract's reference)."""
     mask = (1 << 64) - 1
