@@ -1,7 +1,8 @@
 """``python -m dashboard`` / ``langevin-lab``: open the dashboard in the browser.
 
-Runs ``streamlit run`` on the packaged ``streamlit_app.py``; extra arguments
-are passed to Streamlit (e.g. ``--server.port 8600 --server.headless true``).
+Runs ``streamlit run`` on the packaged ``streamlit_app.py`` in this process, after
+:mod:`dashboard.preload`; extra arguments are passed to Streamlit (e.g.
+``--server.port 8600 --server.headless true``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     """Start the Streamlit server on the dashboard (blocks until it stops)."""
     from streamlit.web import cli as stcli
 
+    from dashboard import preload
+
+    preload.preload()  # what the first page would wait for, before the server listens
     sys.argv = streamlit_args(list(sys.argv[1:] if argv is None else argv))
     try:
         stcli.main()

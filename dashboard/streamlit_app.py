@@ -7,29 +7,21 @@ this file).  Every page lives in ``app_pages/``; every setting is in the URL.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
 import streamlit as st
-import torch
 
 HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # `streamlit run dashboard/streamlit_app.py` from a checkout
     sys.path.insert(0, str(HERE.parent))
 
-# One torch thread per operation: the server runs every session's work concurrently in its own
-# thread, and on the small tensors of 2D work intra-op parallelism gains little while
-# oversubscribed cores make some ops 100x slower (measured: exp of 5,000 floats, 16 ms with 2
-# threads on a busy 2-core machine vs 0.005 ms with 1).  LANGEVIN_LAB_THREADS overrides.
-THREADS = int(os.environ.get("LANGEVIN_LAB_THREADS", "1"))
-if THREADS > 0 and torch.get_num_threads() != THREADS:
-    torch.set_num_threads(THREADS)
-
-from dashboard import scheduler  # noqa: E402 - after the path set-up above
+from dashboard import preload, scheduler  # noqa: E402 - after the path set-up above
 from ebmcore.sampling.compiled_run import warm_up  # noqa: E402
 
-warm_up()  # the compiled sampling kernels load in the background, once per server process
+preload.configure_torch()
+warm_up()  # the compiled kernels load in the background, once per server process (when
+# ``langevin-lab`` started the server, its preload has done this already)
 from dashboard.safe_text import md  # noqa: E402
 
 PAGES = (  # file, title, icon, URL path

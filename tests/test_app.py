@@ -130,8 +130,32 @@ def test_playground_opens_on_the_reference_example():
     # exact log Z of N(0, [[2,1],[1,2]]): log(2 pi sqrt(det)) = log(2 pi sqrt 3)
     assert float(metric(at, "log Z (exact)")) == pytest.approx(math.log(2 * math.pi * 3**0.5),
                                                                abs=1e-4)
-    assert len(charts(at)) == 4 and len(chain_points(at)) == 500
+    # chains (the open tab), marginals, curves: the Replay tab's chart waits for its tab
+    assert len(charts(at)) == 3 and len(chain_points(at)) == 500
     assert at.query_params["eps"] == "0.3" and at.query_params["p.cov"] == "2, 1, 1, 2"
+
+
+def test_the_replay_tab_draws_its_chart_from_the_same_run_when_opened():
+    at = open_app(TINY)
+    before = chain_points(at)
+    assert not any(c.get("frames") for c in charts(at))
+    at.session_state[state.widget_key("playground", "view_tab")] = "Replay"
+    run(at)
+    figs = charts(at)
+    replay = [c for c in figs if c.get("frames")]
+    assert len(figs) == 3 and len(replay) == 1  # replay instead of the chains, same run:
+    last = replay[0]["frames"][-1]["data"][0]  # its last frame is the chains' final positions
+    assert np.allclose(np.stack([np.asarray(last["x"]), np.asarray(last["y"])], 1), before,
+                       atol=1e-6)
+
+
+def test_the_moments_table_gives_chains_and_exact_values():
+    at = open_app(TINY)
+    table = next(m.value for m in at.markdown if m.value.startswith("| "))
+    rows = {r.split("|")[1].strip(): r.split("|")[2:-1] for r in table.splitlines()[2:]}
+    assert set(rows) >= {"chains (final positions)", "exact target"}
+    # the exact target of the reference example: mean 0, Sigma = [[2, 1], [1, 2]]
+    assert [float(v) for v in rows["exact target"]] == pytest.approx([0, 0, 2, 1, 2], abs=1e-4)
 
 
 
@@ -185,13 +209,13 @@ def test_each_playground_control_changes_the_run(name, value, effect):
     elif effect == "collapse":  # gradient descent: every chain on the mode (0, 0)
         assert np.abs(pts).max() < 1e-2
     elif effect == "xrange":
-        assert figs[3]["layout"]["xaxis"]["range"] == [0, 500]
+        assert figs[-1]["layout"]["xaxis"]["range"] == [0, 500]  # the curves, the last chart
     elif effect == "count":
         assert len(pts) == 1000
     elif effect == "points":
         assert not np.allclose(pts, before_pts)
     elif effect == "burn":
-        assert figs[3]["layout"]["shapes"][0]["x1"] == 100
+        assert figs[-1]["layout"]["shapes"][0]["x1"] == 100
     elif effect == "logz":
         assert metric(at, "log Z (exact)") != before_logz
     key = "eps" if name == "eps_slider" else name  # the slider and the field share the URL
@@ -516,6 +540,36 @@ def test_console_script_runs_streamlit_on_the_packaged_app():
     assert args[:3] == ["streamlit", "run", str(packaged)] and Path(packaged).is_file()
     assert "--server.port" in args and "--theme.base=dark" in args
     assert "--theme.base=light" not in args and "--browser.gatherUsageStats=false" in args
+
+
+def test_the_launcher_preloads_the_pages_before_the_server_starts(monkeypatch):
+    import sys
+
+    from streamlit.web import cli as stcli
+
+    from dashboard import __main__ as launcher
+    from dashboard import preload
+
+    calls = []
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # main() sets Streamlit's command line
+    monkeypatch.setattr(preload, "preload", lambda: calls.append("preload"))
+    monkeypatch.setattr(stcli, "main", lambda: calls.append("server"))
+    assert launcher.main(["--server.headless", "true"]) == 0
+    assert calls == ["preload", "server"]
+
+
+def test_preload_imports_the_pages_modules_and_builds_the_default_density():
+    """In a fresh interpreter: what the first page would import and build is there after."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from dashboard import preload, cache; preload.preload(); "
+            "from ebmcore.sampling import compiled_run as c; "
+            "print(all(m in sys.modules for m in preload.MODULES), c._WARM.is_set(), "
+            "cache.view_density.cache_info().currsize, cache.modes_of.cache_info().currsize)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split()
+    assert out == ["True", "True", "1", "1"]
 
 
 def test_an_unexpected_error_is_a_message_not_a_traceback(monkeypatch):

@@ -135,11 +135,15 @@ def main() -> None:
     numbers = st.container()  # filled last: the statistics take longer than the figures
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        t1, t2 = st.tabs(["Chains over the density", "Replay"])
+        # only the open tab's chart is sent: a hidden one still cost the browser its drawing
+        t1, t2 = st.tabs(["Chains over the density", "Replay"], key=_w("view_tab"),
+                         on_change="rerun")
         with t1:
-            panels.chart(figs["chains"])
+            if t1.open:
+                panels.chart(figs["chains"])
         with t2:
-            panels.chart(figs["replay"])
+            if t2.open:
+                panels.chart(figs["replay"])
     with right:
         panels.chart(figs["marginals"])
     panels.chart(figs["curves"])
@@ -156,9 +160,7 @@ def main() -> None:
         panels.summary_metrics(s, sampler=cfg.sampler, modes=modes)
     with table:
         st.markdown("##### Moments: chains vs exact")
-        st.dataframe(panels.moments_table(s), column_config={
-            c: st.column_config.NumberColumn(format="%.4f") for c in
-            ("mean x", "mean y", "var x", "cov xy", "var y")})
+        st.markdown(panels.markdown_table(panels.moments_table(s)))
         st.caption(
             f"{s.discrepancy.n:,} live chains · {tr.done:,} steps in {s.seconds:.2f} s · "
             + (f"ESS, R-hat and acceptance after a burn-in of {cfg.burn_in:,} steps"

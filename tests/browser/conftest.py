@@ -105,12 +105,15 @@ def new_page(browser: Any, server: Server) -> Iterator[Any]:
     """
     contexts, errors = [], []
 
-    def make(path: str = "/") -> Any:
-        """A new user opening ``path`` (or a full URL, e.g. a copied link)."""
+    def make(path: str = "/", init_script: str | None = None) -> Any:
+        """A new user opening ``path`` (or a full URL, e.g. a copied link); ``init_script``:
+        JavaScript run in the page before any of its own."""
         ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
         ctx.set_default_timeout(PAGE_TIMEOUT_MS)
         contexts.append(ctx)
         page = ctx.new_page()
+        if init_script:
+            page.add_init_script(init_script)
         page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
         page.goto(path if path.startswith("http") else server.url + path)
         return page

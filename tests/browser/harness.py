@@ -44,7 +44,6 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
-APP = "dashboard/streamlit_app.py"
 CHROMIUM = os.environ.get("LANGEVIN_LAB_CHROMIUM", "/usr/bin/chromium")  # Debian's package
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -108,16 +107,6 @@ class Server:
                 self.process.wait(10)
 
 
-def _product_flags() -> list[str]:
-    """The flags ``langevin-lab`` / ``python -m dashboard`` add (theme, toolbar): test and
-    photograph the product as users get it."""
-    try:
-        from dashboard.__main__ import DEFAULT_FLAGS
-    except ImportError:  # pragma: no cover - depends on the checkout
-        return ["--server.runOnSave=false"]
-    return [f for f in DEFAULT_FLAGS if not f.startswith("--browser.gatherUsageStats")]
-
-
 def start_server(log_dir: Path | None = None) -> Server:
     """Start the dashboard on a free port and wait until ``/_stcore/health`` answers."""
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="langevin-lab-"))
@@ -125,12 +114,13 @@ def start_server(log_dir: Path | None = None) -> Server:
     for _ in range(2):  # a free port can be taken between the probe and the bind: retry once
         port = _free_port()
         log = log_dir / f"streamlit-{port}.log"
-        cmd = [sys.executable, "-m", "streamlit", "run", APP,
+        # the product's launcher (its flags, its preload), as users start it
+        cmd = [sys.executable, "-m", "dashboard",
                "--server.headless", "true", "--server.port", str(port),
                "--server.address", "127.0.0.1",
                "--browser.gatherUsageStats", "false",
                # the tests must not see a "source changed, rerun?" prompt while files are edited
-               "--server.fileWatcherType", "none", *_product_flags()]
+               "--server.fileWatcherType", "none"]
         with open(log, "wb") as out:
             proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL)
