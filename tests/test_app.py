@@ -135,6 +135,24 @@ def test_playground_opens_on_the_reference_example():
     assert at.query_params["eps"] == "0.3" and at.query_params["p.cov"] == "2, 1, 1, 2"
 
 
+def test_a_big_live_run_draws_a_sample_of_its_chains_as_movable_svg_points():
+    """While 1e5 chains run, the live chart shows LIVE_POINTS of them as SVG markers (the
+    chart moves those without a redraw); the finished run's chart draws up to MAX_POINTS."""
+    from dashboard.figures.sampling import LIVE_POINTS, MAX_POINTS
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"chains": "100000", "steps": "3000"})  # seconds: live at first
+    run(at)
+    (live_el,) = at.get("component_instance")
+    traces = [json.loads(p) for p in json.loads(live_el.proto.json_args)["parts"][:-1]]
+    chains = [t for t in traces if str(t.get("name", "")).startswith("chains")]
+    assert len(chains) == 1 and chains[0]["type"] == "scatter"
+    assert len(chains[0]["x"]) == LIVE_POINTS and f"of {100_000:,} drawn" in chains[0]["name"]
+    finish_live(at, "playground", "playground.py")
+    (final,) = [tr for tr in charts(at)[0]["data"] if str(tr.get("name", "")).startswith("chains")]
+    assert final["type"] == "scattergl" and len(final["x"]) == MAX_POINTS
+
+
 def test_the_replay_tab_draws_its_chart_from_the_same_run_when_opened():
     at = open_app(TINY)
     before = chain_points(at)

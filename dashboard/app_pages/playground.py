@@ -38,7 +38,8 @@ def watch(run_key: tuple, gd, title: str) -> None:
                                      f"{r.rate:,.0f} steps/s")
         tr = r.trace
         if tr is not None:
-            panels.chart(figures.chains_figure(gd, tr.x[tr.alive], paths=tr.paths, title=title),
+            panels.chart(figures.chains_figure(gd, tr.x[tr.alive], paths=tr.paths, title=title,
+                                               max_points=figures.LIVE_POINTS),
                          live=_w("live_chart"))
 
     live_view(job, step=live.advance, done=lambda r: r.finished, draw=draw,
