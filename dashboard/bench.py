@@ -3,7 +3,8 @@
 Measures what happens on the server after a slider change on the playground at
 default settings (the reference Gaussian, eps 0.3, 1000 steps, 500 chains):
 
-- ``figures``: building every figure of the page from a finished run;
+- ``figures``: building every figure the page draws from a finished run (the replay only
+  when its tab is opened: a row of its own);
 - ``page``: the whole response: the run itself, its summary, and the figures;
 - ``size``: the largest figure sent to the browser, at 500 and at 100,000 chains;
 - ``per target``: the whole response on every registry target at its own default settings
@@ -33,12 +34,14 @@ __all__ = ["build_figures", "dashboard_bench", "measure"]
 BUDGET_S = 0.150  # what a slider change may cost on the server at default settings
 
 
-def build_figures(gd, trace, summary) -> dict:
-    """The playground's figures for a finished run (what the page draws)."""
+def build_figures(gd, trace, summary, *, replay: bool = False) -> dict:
+    """The playground's figures for a finished run (what the page draws; the replay only
+    once its tab is opened, ``replay``)."""
     pts = trace.x[trace.alive]
+    extra = {"replay": plots.replay_figure(gd, trace.steps, trace.positions)} if replay else {}
     return {
         "chains": plots.chains_figure(gd, pts, paths=trace.paths),
-        "replay": plots.replay_figure(gd, trace.steps, trace.positions),
+        **extra,
         "marginals": plots.marginals_figure(gd, pts),
         "curves": plots.curves_figure(summary.likelihood_steps, summary.likelihood,
                                       summary.neg_entropy, trace.mean_energy,
@@ -65,14 +68,17 @@ def measure(quick: bool = False) -> list[dict]:
         cfg = SampleConfig(chains=chains)
         trace = sample(target, cfg)
         summary = summarize(trace, target, gd)
-        figs = build_figures(gd, trace, summary)
-        size = max(figkit.figure_bytes(f) for f in figs.values())
+        size = max(figkit.figure_bytes(f) for f in
+                   build_figures(gd, trace, summary, replay=True).values())
         def figures(trace=trace, summary=summary) -> None:
             for f in build_figures(gd, trace, summary).values():
                 f.to_json(validate=False)  # what Streamlit sends: building + serialising
 
         t_fig = median_seconds(figures, repeats)
         rows.append(_row("figures after a slider change (build + JSON)", chains, t_fig, size))
+        rows.append(_row("the Replay tab opened (build + JSON)", chains, median_seconds(
+            lambda trace=trace: plots.replay_figure(gd, trace.steps, trace.positions).to_json(
+                validate=False), repeats), None))
         if chains == 500:
             def page(cfg=cfg) -> None:
                 tr = sample(target, cfg)

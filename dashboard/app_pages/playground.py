@@ -48,13 +48,13 @@ def watch(run_key: tuple, gd, title: str) -> None:
 
 def final_figures(r: live.LiveRun, gd, view, title: str) -> dict:
     """The page's figures for a finished run (built once per run): the density drawn on
-    its view box (``view``), the exact numbers from the full box's ``gd``."""
+    its view box (``view``), the exact numbers from the full box's ``gd``.  The replay is
+    :func:`replay_figure`'s, built only when asked for."""
     tr = r.trace
     if "figs" not in r.memo:
         pts = tr.x[tr.alive]
         r.memo["figs"] = {
             "chains": figures.chains_figure(view, pts, paths=tr.paths, title=title),
-            "replay": figures.replay_figure(view, tr.steps, tr.positions, title=title),
             "marginals": figures.marginals_figure(view, pts),
             "curves": figures.curves_figure(tr.steps, likelihood_curve(tr.mean_energy, gd.log_z),
                                           gd.neg_entropy, tr.mean_energy, log_z=gd.log_z,
@@ -63,8 +63,21 @@ def final_figures(r: live.LiveRun, gd, view, title: str) -> dict:
     return r.memo["figs"]
 
 
-def exports(r: live.LiveRun, gd, figs: dict, title: str) -> None:
+def replay_figure(r: live.LiveRun, view, title: str):
+    """The finished run as a browser-side animation (built once per run, when its tab is
+    opened or the figures are exported: a third of the figures' time at the defaults)."""
+    if "replay" not in r.memo:
+        tr = r.trace
+        r.memo["replay"] = figures.replay_figure(view, tr.steps, tr.positions, title=title)
+    return r.memo["replay"]
+
+
+def exports(r: live.LiveRun, gd, view, figs: dict, title: str) -> None:
     tr = r.trace
+
+    def html_figures() -> list:
+        return [("chains", figs["chains"]), ("replay", replay_figure(r, view, title)),
+                *((k, v) for k, v in figs.items() if k != "chains")]
 
     def samples() -> pd.DataFrame:
         x = tr.x.double().numpy()
@@ -91,7 +104,7 @@ def exports(r: live.LiveRun, gd, figs: dict, title: str) -> None:
         panels.download_csv("trajectories CSV", paths_df, "trajectories.csv",
                             key=_w("dl_paths"))
     with c[3]:
-        panels.download_html("figures (HTML)", lambda: [(k, v) for k, v in figs.items()],
+        panels.download_html("figures (HTML)", html_figures,
                              f"Langevin Lab — {title}", "langevin_lab.html", key=_w("dl_html"))
     with c[4]:
         arviz_download(tr, cache.target(r.key[0]), key=_w("dl_arviz"))
@@ -144,7 +157,7 @@ def main() -> None:
                 panels.chart(figs["chains"])
         with t2:
             if t2.open:
-                panels.chart(figs["replay"])
+                panels.chart(replay_figure(r, view, title))
     with right:
         panels.chart(figs["marginals"])
     panels.chart(figs["curves"])
@@ -152,7 +165,7 @@ def main() -> None:
         st.caption("Noise off: the chains climb to the mode and their mean log-likelihood rises "
                    "above the exact E_p[log p], which samples from p never do on average.")
     table = st.container()
-    exports(r, gd, figs, title)
+    exports(r, gd, view, figs, title)
     if "summary" not in r.memo:
         r.memo["summary"] = summarize(tr, target, gd)
     s = r.memo["summary"]
