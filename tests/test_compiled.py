@@ -54,6 +54,48 @@ def test_grad_block_equals_the_pointwise_energy_and_gradient(name):
         assert (g0[m:] == 7.0).all() and (e[m:] == 7.0).all()  # nothing past m written
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_a_runs_starting_state_is_the_blocks_energy_and_gradient(name, dtype):
+    # compiled_run.initial_state over 600 chains (two full blocks and a partial one) gives,
+    # chain by chain, what grad_block gives for that chain's block: the values the kernels
+    # compute from there on; the float64 ones are the target's own to rounding (above).
+    from ebmcore.sampling.compiled_loops import BLOCK
+
+    t = make_target(name)
+    spec = compiled_target(t, dtype)
+    x = t.sample(600, torch.Generator().manual_seed(5)).to(dtype)
+    state = compiled_run.initial_state(spec, x)
+    assert state.energy.dtype == dtype and torch.equal(state.x, x)
+    for n0 in range(0, 600, BLOCK):
+        blk = x[n0:n0 + BLOCK].numpy()
+        m = len(blk)
+        e, g0, g1 = (np.empty(BLOCK, blk.dtype) for _ in range(3))
+        u, v = np.zeros(BLOCK, blk.dtype), np.zeros(BLOCK, blk.dtype)
+        u[:m], v[:m] = blk[:, 0], blk[:, 1]
+        grad_block(spec[0], spec[1], u, v, m, True, e, g0, g1, np.empty((4, BLOCK), blk.dtype))
+        np.testing.assert_array_equal(state.energy[n0:n0 + m].numpy(), e[:m])
+        np.testing.assert_array_equal(state.grad[n0:n0 + m].numpy(), np.stack([g0, g1], 1)[:m])
+    if dtype == torch.float64:
+        with torch.no_grad():
+            ref = t.energy(x).numpy()
+        np.testing.assert_allclose(state.energy.numpy(), ref, rtol=1e-12,
+                                   atol=1e-12 * (np.abs(ref).max() + 1))
+
+
+@pytest.mark.parametrize("sampler", ("sgld", "mala", "hmc"))
+def test_compiled_runs_start_from_the_compiled_state_not_torchs(sampler, monkeypatch):
+    from ebmcore.sampling import runner
+
+    def torch_init(*args, **kwargs):
+        raise AssertionError("a compiled run evaluated its start with torch")
+
+    monkeypatch.setattr(runner, "init_state", torch_init)
+    tr = sample(make_target("u4"), SampleConfig(sampler=sampler, chains=300, steps=20,
+                                                step_size=0.01))
+    assert tr.alive.all() and torch.isfinite(tr.mean_energy).all()
+
+
 def test_a_target_whose_parameters_mean_something_else_falls_back():
     ref = make_target("banana")
 

@@ -47,7 +47,8 @@ from ebmcore.sampling.compiled_jit import is_f32
 from ebmcore.sampling.compiled_vec import mala_accept32
 from ebmcore.sampling.noise import _U, block_normals, block_uniforms, uniform_outputs
 
-__all__ = ["BLOCK", "baoab_chunk", "hmc_chunk", "mala_chunk", "sgld_chunk", "step_outputs"]
+__all__ = ["BLOCK", "baoab_chunk", "energy_grad_all", "hmc_chunk", "mala_chunk", "sgld_chunk",
+           "step_outputs"]
 
 BLOCK = 256  # chains advanced together: their scratch vectors fit in L1 (even: see _u_at)
 
@@ -129,6 +130,23 @@ def _store_live(x, n0, m, u, v, live):
     for i in range(m):
         if live[i]:
             x[n0 + i, 0], x[n0 + i, 1] = u[i], v[i]
+
+
+@njit
+def energy_grad_all(kind, p, x, e, g):
+    """``e[n], g[n] = E(x[n]), grad E(x[n])`` for every chain, block by block (a run's
+    starting state: at 1e6 chains torch took 0.2 s of u4's 1.1 s run for it)."""
+    dt = x.dtype
+    u, v, eb = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty(BLOCK, dt)
+    g0, g1, work = np.empty(BLOCK, dt), np.empty(BLOCK, dt), np.empty((4, BLOCK), dt)
+    n = x.shape[0]
+    for n0 in range(0, n, BLOCK):
+        m = min(n - n0, BLOCK)
+        for i in range(m):
+            u[i], v[i] = x[n0 + i, 0], x[n0 + i, 1]
+        grad_block(kind, p, u, v, m, True, eb, g0, g1, work)
+        for i in range(m):
+            e[n0 + i], g[n0 + i, 0], g[n0 + i, 1] = eb[i], g0[i], g1[i]
 
 
 @njit

@@ -29,6 +29,7 @@ from ebmcore.energies import Target
 from ebmcore.sampling.compiled import compiled_target
 from ebmcore.sampling.compiled_loops import (
     baoab_chunk,
+    energy_grad_all,
     hmc_chunk,
     mala_chunk,
     sgld_chunk,
@@ -38,7 +39,7 @@ from ebmcore.sampling.config import CHUNK_CHAIN_STEPS, Progress, SampleConfig
 from ebmcore.sampling.kernels import SamplerState
 from ebmcore.sampling.noise import NoiseStream
 
-__all__ = ["COMPILED_SAMPLERS", "compiled_spec", "run_compiled", "warm_up"]
+__all__ = ["COMPILED_SAMPLERS", "compiled_spec", "initial_state", "run_compiled", "warm_up"]
 
 COMPILED_SAMPLERS = ("sgld", "mala", "hmc", "underdamped")
 # Compiled at every size.  The in-place torch loops used to win from ~5,000 chains, when the
@@ -53,6 +54,15 @@ def compiled_spec(target: Target, cfg: SampleConfig) -> tuple[int, np.ndarray] |
     if not cfg.fused or cfg.sampler not in COMPILED_SAMPLERS or cfg.device != "cpu":
         return None
     return compiled_target(target, cfg.torch_dtype)
+
+
+def initial_state(spec: tuple[int, np.ndarray], x: torch.Tensor) -> SamplerState:
+    """The energies and gradients at ``x`` (``(N, 2)``, CPU) by the compiled target: the
+    values the kernels themselves compute from there on (torch's agree to rounding)."""
+    x = x.contiguous()
+    e, g = torch.empty(x.shape[0], dtype=x.dtype), torch.empty_like(x)
+    energy_grad_all(spec[0], spec[1], x.numpy(), e.numpy(), g.numpy())
+    return SamplerState(x, e, g)
 
 
 def _slots(step: int, stop: int, period: int) -> np.ndarray:

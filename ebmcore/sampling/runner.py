@@ -37,7 +37,7 @@ from ebmcore.budget import DEFAULT_BUDGET, Budget
 from ebmcore.energies import Box, Target, ValidationError
 from ebmcore.sampling.annealed import annealed_init, annealing
 from ebmcore.sampling.compiled_jit import AVAILABLE as STREAM
-from ebmcore.sampling.compiled_run import compiled_spec, run_compiled
+from ebmcore.sampling.compiled_run import compiled_spec, initial_state, run_compiled
 from ebmcore.sampling.config import (
     CHECK_EVERY,
     CHUNK_CHAIN_STEPS,
@@ -287,6 +287,8 @@ def run(target: Target, config: SampleConfig, x0: Tensor | None = None, *,
     elif cfg.sampler == "annealed":
         kw["schedule"] = annealing(target, cfg.levels, cfg.sigma_max, cfg.steps)
         state = annealed_init(target.energy, x, kw["schedule"], target.grad)
+    elif spec is not None:
+        state = initial_state(spec, x)
     else:
         state = init_state(target.energy, x, target.grad)
     gen = steps_rng(gen, cfg)
