@@ -43,8 +43,9 @@ def twin_live(keys: tuple, gd, titles) -> None:
         st.progress(runs[0].fraction, text=f"step {runs[0].step:,} of {runs[0].total:,}")
         a, b = runs[0].trace, runs[1].trace
         if a is not None and b is not None:
-            panels.chart(figures.twin_figure(gd, a.x[a.alive], b.x[b.alive], titles=titles,
-                                             max_points=figures.LIVE_POINTS),
+            # not LIVE_POINTS: moved without a redraw, the two panels' SVG points lost the
+            # contours of both and the right panel's points (seen in Chromium); WebGL redraws
+            panels.chart(figures.twin_figure(gd, a.x[a.alive], b.x[b.alive], titles=titles),
                          live=_w("live_chart"))
 
     def stop(runs: tuple) -> None:
