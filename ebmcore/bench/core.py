@@ -221,6 +221,7 @@ SAMPLE_CASES = {"full": [("banana", 1_000_000, 201, "sgld"), ("mixture", 100_000
                 "quick": [("banana", 2_000, 21, "sgld"), ("mixture", 1_000, 21, "sgld"),
                           ("banana", 2_000, 21, "mala")]}
 SAMPLE_EPS = 0.002
+BENCH_THREADS = 2  # the kernel threads of the multi-threaded rows (at most the machine's cores)
 SAMPLE_IMPL = "sample() + summarize() (as the CLI runs)"
 
 
@@ -259,7 +260,9 @@ def sample_bench(quick: bool) -> list[dict]:
     where a NumPy gradient is written) and the torch.randn ceiling (``vs_randn``: drawing
     the noise alone, the most any SGLD can do here; MALA also draws one uniform per chain,
     so its ceiling is about 2/3 of it).  The first run of each case is untimed: it loads
-    the compiled kernels (or compiles them, once per machine).
+    the compiled kernels (or compiles them, once per machine).  On a machine with several
+    cores, the 1e6-chain cases run again with ``threads`` = :data:`BENCH_THREADS` (the
+    ceiling stays one thread's torch.randn).
     """
     from ebmcore.exact.summary import summarize
     from ebmcore.sampling.runner import SampleConfig, sample
@@ -274,10 +277,13 @@ def sample_bench(quick: bool) -> list[dict]:
                                                  (1_000_000, 51)]
     every = [(name, n, steps, "sgld") for n, steps in sizes
              for name in (["gaussian"] if quick else TARGETS)]
+    threads = min(BENCH_THREADS, os.cpu_count() or 1)
+    more = [(*c, threads) for c in cases + every if c[1] >= 1_000_000 and threads > 1]
     rows = []
-    for name, n, steps, sampler in cases + every:
+    for name, n, steps, sampler, *th in [*cases, *every, *more]:
         eps = d.step_size if name == "gaussian" else SAMPLE_EPS
-        run_cfg = SampleConfig(chains=n, steps=steps, step_size=eps, sampler=sampler)
+        run_cfg = SampleConfig(chains=n, steps=steps, step_size=eps, sampler=sampler,
+                               threads=th[0] if th else 1)
 
         def end_to_end(run_cfg=run_cfg, name=name) -> None:
             target = make_target(name)
@@ -292,7 +298,7 @@ def sample_bench(quick: bool) -> list[dict]:
             cpu.append(time.process_time() - c0)
         med = statistics.median(times)
         row = _row("sample", SAMPLE_IMPL, name, n, n * steps / med, steps, med)
-        row["sampler"] = sampler
+        row["sampler"], row["threads"] = sampler, run_cfg.threads
         # CPU seconds beside wall: on a shared machine wall time also counts other processes
         row["cpu_seconds"] = statistics.median(cpu)
         base = _numpy_rate(name, n, cfg["seconds"], cfg["repeats"]) if name in (

@@ -25,6 +25,12 @@ Every kernel is compiled once per dtype and cached on disk, under the stamp of a
 kernel modules (:mod:`ebmcore.sampling.compiled_jit`); the target is a run-time ``kind``
 (see :func:`ebmcore.sampling.compiled.energy_grad`).
 
+Each kernel advances the chains ``lo <= n < hi`` (``lo`` a multiple of :data:`BLOCK`): the
+blocks are independent (each draws its own rows of the stream), so two threads running
+halves of the chains at once give the one-thread run's positions bit for bit
+(:func:`ebmcore.sampling.compiled_run.run_compiled`); only the float64 energy sums add up
+in another order.
+
 Chains with ``alive[n]`` False are not moved (they stay frozen).  After each step ``s``
 with ``check_of[s]`` the live chains are checked (``|x| < far``, false for NaN), and the
 first such ``s`` where one fails is returned (-1: none): the caller, which runs many
@@ -151,7 +157,7 @@ def energy_grad_all(kind, p, x, e, g):
 
 @njit
 def sgld_chunk(kind, p, x, seed, pos, noisy, eps, scale, alive, frames, frame_of, paths,
-               path_of, esum, check_of, far):
+               path_of, esum, check_of, far, lo, hi):
     """``x <- x - eps grad E(x) + scale xi`` for each step of the chunk (``noisy`` False: no xi);
     returns the first step that failed a check (see the module docstring)."""
     dt = x.dtype
@@ -162,8 +168,8 @@ def sgld_chunk(kind, p, x, seed, pos, noisy, eps, scale, alive, frames, frame_of
     live = np.empty(BLOCK, np.bool_)
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
     n, first = x.shape[0], -1
-    for n0 in range(0, n, BLOCK):
-        m = min(n - n0, BLOCK)
+    for n0 in range(lo, hi, BLOCK):
+        m = min(hi - n0, BLOCK)
         _load(x, n0, m, alive, u, v, live)
         grad_block(kind, p, u, v, m, False, e, g0, g1, work)
         for s in range(frame_of.shape[0]):
@@ -195,7 +201,7 @@ def _accept_prob(la):
 
 @njit
 def mala_chunk(kind, p, x, en, g, seed, pos, eps, temperature, acc_from, alive, frames,
-               frame_of, paths, path_of, esum, check_of, far):
+               frame_of, paths, path_of, esum, check_of, far, lo, hi):
     """MALA steps on the cached state ``(x, en, g)``; returns the summed acceptance
     probabilities of steps ``s >= acc_from`` and the first step that failed a check."""
     dt = x.dtype
@@ -213,8 +219,8 @@ def mala_chunk(kind, p, x, en, g, seed, pos, eps, temperature, acc_from, alive, 
     acc, first = 0.0, -1
     n, f32 = x.shape[0], is_f32(x)
     stride = n + ((n + 1) // 2 if f32 else n)
-    for n0 in range(0, n, BLOCK):
-        m = min(n - n0, BLOCK)
+    for n0 in range(lo, hi, BLOCK):
+        m = min(hi - n0, BLOCK)
         _load(x, n0, m, alive, u, v, live)
         for i in range(m):
             ee[i], g0[i], g1[i] = en[n0 + i], g[n0 + i, 0], g[n0 + i, 1]
@@ -256,7 +262,7 @@ def mala_chunk(kind, p, x, en, g, seed, pos, eps, temperature, acc_from, alive, 
 
 @njit
 def hmc_chunk(kind, p, x, en, g, seed, pos, eps, n_leapfrog, temperature, acc_from, alive,
-              frames, frame_of, paths, path_of, esum, check_of, far):
+              frames, frame_of, paths, path_of, esum, check_of, far, lo, hi):
     """HMC steps (unit mass, ``n_leapfrog`` leapfrog steps) on the cached state ``(x, en, g)``;
     returns the summed acceptance probabilities of steps ``s >= acc_from`` and the first
     step that failed a check."""
@@ -272,8 +278,8 @@ def hmc_chunk(kind, p, x, en, g, seed, pos, eps, n_leapfrog, temperature, acc_fr
     acc, first = 0.0, -1
     n, f32 = x.shape[0], is_f32(x)
     stride = n + ((n + 1) // 2 if f32 else n)
-    for n0 in range(0, n, BLOCK):
-        m = min(n - n0, BLOCK)
+    for n0 in range(lo, hi, BLOCK):
+        m = min(hi - n0, BLOCK)
         _load(x, n0, m, alive, u, v, live)
         for i in range(m):
             ee[i], g0[i], g1[i] = en[n0 + i], g[n0 + i, 0], g[n0 + i, 1]
@@ -317,7 +323,7 @@ def hmc_chunk(kind, p, x, en, g, seed, pos, eps, n_leapfrog, temperature, acc_fr
 
 @njit
 def baoab_chunk(kind, p, x, v, g, seed, pos, noisy, half, c, sd, alive, frames, frame_of,
-                paths, path_of, esum, check_of, far):
+                paths, path_of, esum, check_of, far, lo, hi):
     """BAOAB steps of length ``2 half`` on ``(x, v, g)``: O is ``v <- c v + sd xi``; returns
     the first step that failed a check (-1: none)."""
     dt = x.dtype
@@ -329,8 +335,8 @@ def baoab_chunk(kind, p, x, v, g, seed, pos, noisy, half, c, sd, alive, frames, 
     live = np.empty(BLOCK, np.bool_)
     work = np.empty((4, BLOCK), dt)  # grad_block's scratch
     n, first = x.shape[0], -1
-    for n0 in range(0, n, BLOCK):
-        m = min(n - n0, BLOCK)
+    for n0 in range(lo, hi, BLOCK):
+        m = min(hi - n0, BLOCK)
         _load(x, n0, m, alive, q0, q1, live)
         for i in range(m):
             w0[i], w1[i], g0[i], g1[i] = v[n0 + i, 0], v[n0 + i, 1], g[n0 + i, 0], g[n0 + i, 1]

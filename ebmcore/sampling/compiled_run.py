@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ import torch
 from ebmcore.energies import Target
 from ebmcore.sampling.compiled import compiled_target
 from ebmcore.sampling.compiled_loops import (
+    BLOCK,
     baoab_chunk,
     energy_grad_all,
     hmc_chunk,
@@ -97,21 +99,26 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
         gen.position += (stop - step) * stride if draw else 0
         check_of = np.zeros(stop - step, np.bool_)
         check_of[np.asarray(checks) - step - 1] = True
-        out = (rec.alive.numpy(), frames, _slots(step, stop, rec.thin), paths,
-               _slots(step, stop, rec.path_thin), esa, check_of, rec.far)
-        if sampler == "sgld":
-            first = sgld_chunk(kind, p, xa, seed, pos, draw, eps,
-                               math.sqrt(2.0 * eps * temperature), *out)
-        elif sampler == "underdamped":
-            first = baoab_chunk(kind, p, xa, v, ga, seed, pos, draw, 0.5 * eps, c, sd_ou, *out)
-        else:
-            acc_from = max(0, cfg.burn_in - step)  # steps s >= acc_from have global > burn_in
+        acc_from = max(0, cfg.burn_in - step)  # steps s >= acc_from have global > burn_in
+        common = (rec.alive.numpy(), frames, _slots(step, stop, rec.thin), paths,
+                  _slots(step, stop, rec.path_thin))
+
+        def part(lo: int, hi: int, sums: np.ndarray) -> tuple[float, int]:
+            out = (*common, sums, check_of, rec.far, lo, hi)
+            if sampler == "sgld":
+                return 0.0, sgld_chunk(kind, p, xa, seed, pos, draw, eps,
+                                       math.sqrt(2.0 * eps * temperature), *out)
+            if sampler == "underdamped":
+                return 0.0, baoab_chunk(kind, p, xa, v, ga, seed, pos, draw, 0.5 * eps, c,
+                                        sd_ou, *out)
             if sampler == "mala":
-                acc, first = mala_chunk(kind, p, xa, ea, ga, seed, pos, eps, temperature,
-                                        acc_from, *out)
-            else:
-                acc, first = hmc_chunk(kind, p, xa, ea, ga, seed, pos, eps, cfg.n_leapfrog,
-                                       temperature, acc_from, *out)
+                return mala_chunk(kind, p, xa, ea, ga, seed, pos, eps, temperature, acc_from,
+                                  *out)
+            return hmc_chunk(kind, p, xa, ea, ga, seed, pos, eps, cfg.n_leapfrog, temperature,
+                             acc_from, *out)
+
+        acc, first = _split(part, n, cfg.threads, (stop - step) * _grads(cfg), esa)
+        if sampler in ("mala", "hmc"):
             rec.acc_sum += acc
             rec.acc_count += rec.n_live * max(0, stop - step - acc_from)
         return -1 if first < 0 else step + 1 + first
@@ -166,6 +173,40 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
                 return
         if clock.due(step):
             yield Progress(step, cfg.steps, rec.trace(step))
+
+
+# A call is split over threads only when each part has at least this many chain-steps
+# (x gradient evaluations): handing a part to a thread and joining it costs ~50 us.
+MIN_PART_WORK = 200_000
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # helper threads -> the pool, made on first use
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    with _POOL_LOCK:
+        if workers not in _POOLS:
+            _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="ebmcore-kernel")
+        return _POOLS[workers]
+
+
+def _split(part, n: int, threads: int, steps: int, esum: np.ndarray) -> tuple[float, int]:
+    """``part(lo, hi, sums)`` over the chains ``0..n`` in up to ``threads`` ranges of whole
+    blocks run at once (the kernels release the interpreter lock), this thread running the
+    first; returns the summed acceptance and the first failed step (-1: none).  Each other
+    range sums its energies into a buffer of its own, added to ``esum`` afterwards."""
+    blocks = -(-n // BLOCK)
+    k = max(1, min(threads, blocks, (n * steps) // MIN_PART_WORK))
+    if k == 1:
+        return part(0, n, esum)
+    cuts = [min(n, (blocks * i // k) * BLOCK) for i in range(k + 1)]
+    sums = [np.zeros_like(esum) for _ in range(k - 1)]
+    futures = [_pool(k - 1).submit(part, lo, hi, buf)
+               for lo, hi, buf in zip(cuts[1:-1], cuts[2:], sums, strict=True)]
+    results = [part(cuts[0], cuts[1], esum)] + [f.result() for f in futures]
+    for buf in sums:
+        esum += buf
+    failed = [first for _, first in results if first >= 0]
+    return sum(acc for acc, _ in results), min(failed) if failed else -1
 
 
 def _first_failed(failed: int, esum: np.ndarray, f0: int, f_end: int, thin: int,

@@ -19,6 +19,7 @@ __all__ = ["CHECK_EVERY", "CHUNK_CHAIN_STEPS", "CHUNK_SECONDS", "INITS", "MAX_CH
 
 MAX_CHAINS = 2_000_000  # more would not fit the memory budget of a laptop with margins
 MAX_STEPS = 1_000_000  # per run
+MAX_THREADS = 64  # kernel threads of one run
 # Steps between divergence checks of the fused loop: a blow-up is reported within this many
 # steps of its first step, and a check (a few passes over N x 2) costs < 1/10 of the steps.
 CHECK_EVERY = 32
@@ -65,6 +66,7 @@ class SampleConfig:
     max_points: int = 2_000_000  # cap on stored positions (chains x recorded steps)
     report_every: int = 0  # steps between events; 0 = about 50 events per run
     fused: bool = True  # False: the per-step reference kernels, same random numbers (checks)
+    threads: int = 1  # CPU threads the compiled kernels share the chains among (same numbers)
 
     def validate(self, budget: Budget = DEFAULT_BUDGET, *, flag: str = "") -> SampleConfig:
         """Return self, or raise ValidationError with a message for users.
@@ -85,6 +87,8 @@ class SampleConfig:
             raise ValidationError(f"steps must be in [1, {MAX_STEPS:,}], got {self.steps}")
         if not 0 <= self.burn_in < self.steps:
             raise ValidationError(f"burn-in must be in [0, steps), got {self.burn_in}")
+        if not 1 <= self.threads <= MAX_THREADS:
+            raise ValidationError(f"threads must be in [1, {MAX_THREADS}], got {self.threads}")
         if not 1 <= self.n_leapfrog <= 1000:
             raise ValidationError(f"leapfrog steps must be in [1, 1000], got {self.n_leapfrog}")
         if not 1 <= self.levels <= MAX_LEVELS:
