@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Hashable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dashboard import scheduler
@@ -64,7 +64,10 @@ class LiveRun:
 def start(key: Hashable, target: Target, config: SampleConfig, x0: Any = None) -> LiveRun:
     """A new run of ``config`` on ``target`` (nothing computed yet; a request over the
     dashboard's budget ends at the first advance with its one-line refusal as the error)."""
-    return LiveRun(key, run(target, config, x0, budget=scheduler.SESSION_BUDGET),
+    work = config.chains * config.steps * (config.n_leapfrog if config.sampler == "hmc" else 1)
+    threads = scheduler.kernel_threads(scheduler.owner(), work)  # a short run on an idle server
+    return LiveRun(key, run(target, replace(config, threads=threads), x0,
+                            budget=scheduler.SESSION_BUDGET),
                    total=config.steps, started=time.perf_counter())
 
 

@@ -31,8 +31,9 @@ from typing import Any
 from ebmcore.budget import GIB, Budget, Cost, check, training_cost
 from ebmcore.energies import ValidationError
 
-__all__ = ["ITER_WORK", "SESSION_BUDGET", "SLOTS", "TURNS", "FairTurns", "check_iteration",
-           "owner", "pin_threads", "price_training", "run_slice", "session_open"]
+__all__ = ["BURST_WORK", "ITER_WORK", "SESSION_BUDGET", "SLOTS", "TURNS", "FairTurns",
+           "check_iteration", "kernel_threads", "owner", "pin_threads", "price_training",
+           "run_slice", "session_open"]
 
 # A request of one browser session: a large playground run (1e5 chains x 5000 steps is
 # 1e10) or the default trainings (about 1e12) fit; the server serves several sessions.
@@ -47,6 +48,21 @@ HALF_LIFE_S = 10.0  # how fast a session's past compute is forgiven when ranking
 # A heavier session's slice waits while a lighter session runs its page (drawing holds the
 # interpreter lock too, so free cores are not enough), but never longer than this at once.
 MAX_DEFER_S = 2.0
+
+
+# A run this small (chain-steps x gradient evaluations; about 0.3 s of both cores here) may
+# use two kernel threads when no other session is busy: a slider change on u4's defaults
+# (2.5e7) answers sooner, and no long run ever takes the core kept for drawing pages.
+BURST_WORK = 3e7
+IDLE_USAGE_S = 0.05  # another session's decayed compute seconds below this: it is idle
+
+
+def kernel_threads(who: Hashable, work: float, turns: FairTurns | None = None) -> int:
+    """Kernel threads for a new run of ``work`` by ``who``: 2 for a short run on an idle
+    server with 2 cores or more, else 1 (the numbers do not depend on it)."""
+    turns = TURNS if turns is None else turns
+    cores = os.cpu_count() or 1
+    return 2 if cores >= 2 and work <= BURST_WORK and turns.alone(who) else 1
 
 
 class FairTurns:
@@ -68,6 +84,16 @@ class FairTurns:
         now = time.perf_counter() if now is None else now
         v, t = self._used.get(who, (0.0, now))
         return v * 0.5 ** ((now - t) / self.half_life_s)
+
+    def alone(self, who: Hashable, now: float | None = None) -> bool:
+        """No session but ``who`` computes, waits for a turn, runs its page, or computed in
+        the last few seconds (a training worker charges each iteration)."""
+        now = time.perf_counter() if now is None else now
+        with self._cv:
+            return (not self._busy and not self._waiting
+                    and all(f == who for f in self._foreground)
+                    and all(self.usage(o, now) < IDLE_USAGE_S
+                            for o in self._used if o != who))
 
     def waiting(self) -> list[Hashable]:
         """Owners waiting for a turn, in arrival order (for tests and diagnostics)."""

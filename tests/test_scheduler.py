@@ -175,3 +175,37 @@ def test_work_outside_turns_does_not_wait_for_its_own_or_heavier_pages():
     with turns.foreground("light"), turns.foreground("heavy"):
         threading.Thread(target=worker, daemon=True).start()
         _until(done.is_set)
+
+
+def test_short_runs_get_two_kernel_threads_only_on_an_idle_server(monkeypatch):
+    monkeypatch.setattr(scheduler.os, "cpu_count", lambda: 2)
+    turns = FairTurns(slots=1)
+    small, large = scheduler.BURST_WORK, scheduler.BURST_WORK + 1
+    assert scheduler.kernel_threads("a", small, turns) == 2
+    assert scheduler.kernel_threads("a", large, turns) == 1  # a long run: one core stays free
+    with turns.foreground("a"):  # its own page run does not count as another session
+        assert scheduler.kernel_threads("a", small, turns) == 2
+    with turns.foreground("b"):  # another session drawing its page
+        assert scheduler.kernel_threads("a", small, turns) == 1
+    gate = threading.Event()
+    t = _queued(turns, "b", [], gate)  # another session computing
+    _until(lambda: turns._busy == 1)
+    assert scheduler.kernel_threads("a", small, turns) == 1
+    gate.set()
+    t.join(WAIT_S)
+    turns.charge("b", 1.0)  # "b" computed a second (a training worker's iterations, say):
+    assert scheduler.kernel_threads("a", small, turns) == 1  # busy until that is forgotten
+    later = time.perf_counter() + 20 * turns.half_life_s
+    assert turns.alone("a", now=later)
+    monkeypatch.setattr(scheduler.os, "cpu_count", lambda: 1)
+    assert scheduler.kernel_threads("a", small, FairTurns(slots=1)) == 1  # one core: one thread
+
+
+def test_a_live_run_takes_its_kernel_threads_at_start(monkeypatch):
+    seen = []
+    monkeypatch.setattr(scheduler, "kernel_threads", lambda who, work: seen.append(work) or 2)
+    cfg = SampleConfig(sampler="hmc", chains=600, steps=50, n_leapfrog=4)
+    r = live.start("k", make_target("banana"), cfg)
+    live.advance(r, 10.0)
+    assert seen == [600 * 50 * 4]
+    assert r.finished and r.trace.config.threads == 2 and r.key == "k"
