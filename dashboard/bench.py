@@ -113,8 +113,7 @@ def _per_target(quick: bool) -> list[dict]:
         gd = quadrature(target.energy, target.box, GRID)
         cfg = SampleConfig(**sampling_defaults(name))
         # as the page starts it on an idle server (dashboard.live.start)
-        work = cfg.chains * cfg.steps * (cfg.n_leapfrog if cfg.sampler == "hmc" else 1)
-        cfg = replace(cfg, threads=scheduler.kernel_threads("-", work))
+        cfg = replace(cfg, threads=scheduler.kernel_threads("-", cfg))
         repeats = 2 if quick else max(2, min(7, round(5e6 / (cfg.chains * cfg.steps))))
 
         def page(cfg=cfg, target=target, gd=gd) -> None:

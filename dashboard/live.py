@@ -64,8 +64,7 @@ class LiveRun:
 def start(key: Hashable, target: Target, config: SampleConfig, x0: Any = None) -> LiveRun:
     """A new run of ``config`` on ``target`` (nothing computed yet; a request over the
     dashboard's budget ends at the first advance with its one-line refusal as the error)."""
-    work = config.chains * config.steps * (config.n_leapfrog if config.sampler == "hmc" else 1)
-    threads = scheduler.kernel_threads(scheduler.owner(), work)  # a short run on an idle server
+    threads = scheduler.kernel_threads(scheduler.owner(), config)  # short, on an idle server
     return LiveRun(key, run(target, replace(config, threads=threads), x0,
                             budget=scheduler.SESSION_BUDGET),
                    total=config.steps, started=time.perf_counter())

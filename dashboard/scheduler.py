@@ -57,11 +57,12 @@ BURST_WORK = 3e7
 IDLE_USAGE_S = 0.05  # another session's decayed compute seconds below this: it is idle
 
 
-def kernel_threads(who: Hashable, work: float, turns: FairTurns | None = None) -> int:
-    """Kernel threads for a new run of ``work`` by ``who``: 2 for a short run on an idle
-    server with 2 cores or more, else 1 (the numbers do not depend on it)."""
+def kernel_threads(who: Hashable, cfg: Any, turns: FairTurns | None = None) -> int:
+    """Kernel threads for a new run of ``cfg`` (a SampleConfig) by ``who``: 2 for a short run
+    on an idle server with 2 cores or more, else 1 (the numbers do not depend on it)."""
     turns = TURNS if turns is None else turns
     cores = os.cpu_count() or 1
+    work = cfg.chains * cfg.steps * cfg.grads_per_step
     return 2 if cores >= 2 and work <= BURST_WORK and turns.alone(who) else 1
 
 

@@ -180,7 +180,9 @@ def test_work_outside_turns_does_not_wait_for_its_own_or_heavier_pages():
 def test_short_runs_get_two_kernel_threads_only_on_an_idle_server(monkeypatch):
     monkeypatch.setattr(scheduler.os, "cpu_count", lambda: 2)
     turns = FairTurns(slots=1)
-    small, large = scheduler.BURST_WORK, scheduler.BURST_WORK + 1
+    # 500 chains x 60,000 steps is BURST_WORK exactly; HMC's leapfrog steps count too
+    small = SampleConfig(chains=500, steps=int(scheduler.BURST_WORK) // 500)
+    large = SampleConfig(sampler="hmc", chains=500, steps=small.steps // 10 + 1)
     assert scheduler.kernel_threads("a", small, turns) == 2
     assert scheduler.kernel_threads("a", large, turns) == 1  # a long run: one core stays free
     with turns.foreground("a"):  # its own page run does not count as another session
@@ -203,7 +205,9 @@ def test_short_runs_get_two_kernel_threads_only_on_an_idle_server(monkeypatch):
 
 def test_a_live_run_takes_its_kernel_threads_at_start(monkeypatch):
     seen = []
-    monkeypatch.setattr(scheduler, "kernel_threads", lambda who, work: seen.append(work) or 2)
+    monkeypatch.setattr(scheduler, "kernel_threads",
+                        lambda who, cfg: seen.append(cfg.chains * cfg.steps * cfg.grads_per_step)
+                        or 2)
     cfg = SampleConfig(sampler="hmc", chains=600, steps=50, n_leapfrog=4)
     r = live.start("k", make_target("banana"), cfg)
     live.advance(r, 10.0)

@@ -117,7 +117,7 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
             return hmc_chunk(kind, p, xa, ea, ga, seed, pos, eps, cfg.n_leapfrog, temperature,
                              acc_from, *out)
 
-        acc, first = _split(part, n, cfg.threads, (stop - step) * _grads(cfg), esa)
+        acc, first = _split(part, n, cfg.threads, (stop - step) * cfg.grads_per_step, esa)
         if sampler in ("mala", "hmc"):
             rec.acc_sum += acc
             rec.acc_count += rec.n_live * max(0, stop - step - acc_from)
@@ -137,7 +137,7 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
     kept = tuple(np.empty_like(a) for a in moved)
     frozen = rec.frozen.numpy()
     step = 0
-    for span in _spans(stops, clock.every, max(1, CHUNK_CHAIN_STEPS // (n * _grads(cfg)))):
+    for span in _spans(stops, clock.every, max(1, CHUNK_CHAIN_STEPS // (n * cfg.grads_per_step))):
         # Optimistic: the span's steps in one call, kept if every check passed.  Else the
         # state is put back and the span replayed (the stream is counter-based: the same
         # numbers): in one call up to the check before the one that failed, then that
@@ -176,7 +176,8 @@ def run_compiled(target: Target, cfg: SampleConfig, rec, state: SamplerState,
 
 
 # A call is split over threads only when each part has at least this many chain-steps
-# (x gradient evaluations): handing a part to a thread and joining it costs ~50 us.
+# (x gradient evaluations): about 2 ms of a core, well above what handing a part to a
+# thread and joining it costs (not measured separately).
 MIN_PART_WORK = 200_000
 _POOLS: dict[int, ThreadPoolExecutor] = {}  # helper threads -> the pool, made on first use
 _POOL_LOCK = threading.Lock()
@@ -219,10 +220,6 @@ def _first_failed(failed: int, esum: np.ndarray, f0: int, f_end: int, thin: int,
         closing = next(c for c in checks if c >= at)
         failed = closing if failed < 0 else min(failed, closing)
     return failed
-
-
-def _grads(cfg: SampleConfig) -> int:
-    return cfg.n_leapfrog if cfg.sampler == "hmc" else 1
 
 
 def _spans(stops: list[int], every: int, longest: int) -> list[list[int]]:

@@ -114,11 +114,16 @@ class SampleConfig:
         if not 0 <= self.keep_paths <= 1000 or self.max_points < 1000:
             raise ValidationError("keep_paths must be in [0, 1000] and max_points >= 1000")
         self._check_products()
-        grads = self.n_leapfrog if self.sampler == "hmc" else 1
-        check(sampling_cost(chains=self.chains, steps=self.steps, grads_per_step=grads,
+        check(sampling_cost(chains=self.chains, steps=self.steps,
+                            grads_per_step=self.grads_per_step,
                             keep_paths=self.keep_paths, max_points=self.max_points,
                             itemsize=8 if self.dtype == "float64" else 4), budget, flag=flag)
         return self
+
+    @property
+    def grads_per_step(self) -> int:
+        """Gradient evaluations per transition: HMC's leapfrog steps, else 1."""
+        return self.n_leapfrog if self.sampler == "hmc" else 1
 
     def _check_products(self) -> None:
         """The products the kernels form stay finite in the run's dtype.
