@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.live_chart import live_chart
+from dashboard.live_view import FRAME_S
 from dashboard.safe_text import md
 
 __all__ = [
@@ -37,13 +38,14 @@ PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": False,
                  "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
-def chart(fig: go.Figure, *, live: str | None = None) -> None:
+def chart(fig: go.Figure | Sequence[go.Figure], *, live: str | None = None) -> None:
     """Draw a figure with our own styling (not Streamlit's theme); ``live``: the key of a
-    live chart that each tick updates in place."""
+    live chart that each tick updates in place, ``fig`` then one figure or the states a
+    live view captured in a tick (played back a live frame apart)."""
     if live is None:
         st.plotly_chart(fig, theme=None, config=PLOTLY_CONFIG)
     else:
-        live_chart(fig, key=live, config=PLOTLY_CONFIG)
+        live_chart(fig, key=live, config=PLOTLY_CONFIG, gap_s=FRAME_S)
 
 
 def fmt(v: Any, digits: int = 3) -> str:

@@ -4,7 +4,7 @@ Every slice of live work (a tick of a live view, the first compute of a page run
 a *turn* (:meth:`FairTurns.turn`): at most :data:`SLOTS` turns compute at once, and when
 several sessions wait, the one that computed least lately goes first. A heavy session
 therefore gets what is left once light ones are served, and a light session waits at most
-one slice (about :data:`dashboard.live_view.TICK_BUDGET_S`) of each busy slot. Work
+one slice (about :data:`dashboard.live_view.SLICE_BUDGET_S`) of each busy slot. Work
 outside turns (a training worker) steps aside between its iterations while a lighter
 session runs its page (:meth:`FairTurns.step_aside`), and is charged to its owner.
 

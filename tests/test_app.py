@@ -12,6 +12,7 @@ arrays decoded.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 from pathlib import Path
@@ -144,13 +145,41 @@ def test_a_big_live_run_draws_a_sample_of_its_chains_as_movable_svg_points():
     at.query_params.update({"chains": "100000", "steps": "3000"})  # seconds: live at first
     run(at)
     (live_el,) = at.get("component_instance")
-    traces = [json.loads(p) for p in json.loads(live_el.proto.json_args)["parts"][:-1]]
+    traces = live_states(live_el)[-1][:-1]  # the newest state's traces (the layout last)
     chains = [t for t in traces if str(t.get("name", "")).startswith("chains")]
     assert len(chains) == 1 and chains[0]["type"] == "scatter"
     assert len(chains[0]["x"]) == LIVE_POINTS and f"of {100_000:,} drawn" in chains[0]["name"]
     finish_live(at, "playground", "playground.py")
     (final,) = [tr for tr in charts(at)[0]["data"] if str(tr.get("name", "")).startswith("chains")]
     assert final["type"] == "scattergl" and len(final["x"]) == MAX_POINTS
+
+
+def live_states(el) -> list[list[dict]]:
+    """The states a live chart's render carries, oldest first, each its parsed parts."""
+    args = json.loads(el.proto.json_args)
+    text = dict(zip(args["tags"], args["parts"], strict=True))
+    assert all(isinstance(t, str) for t in text.values()), "a first render carries every text"
+    return [[json.loads(text[tag]) for tag in state] for state in args["states"]]
+
+
+def test_a_live_tick_sends_the_run_at_successive_moments_each_text_once():
+    # a tick computes SHOTS slices and captures the run after each: the chart plays them
+    # back a frame apart; what the states share (the density, the layout) travels once
+    from dashboard.live_view import FRAME_S, SHOTS
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"chains": "100000", "steps": "3000"})  # seconds: live at first
+    run(at)
+    (live_el,) = at.get("component_instance")
+    args = json.loads(live_el.proto.json_args)
+    states = live_states(live_el)
+    assert len(states) == SHOTS and args["gap"] == round(FRAME_S * 1000)
+    assert len(args["parts"]) == len({t for st_ in args["states"] for t in st_})
+    assert len({st_[0] for st_ in args["states"]}) == 1  # one density tag for all
+    assert states[0][0]["type"] == "contour"
+    chains = [next(t for t in st_ if str(t.get("name", "")).startswith("chains"))["x"]
+              for st_ in states]
+    assert all(a != b for a, b in itertools.pairwise(chains)), "the run moved between states"
 
 
 def test_the_replay_tab_draws_its_chart_from_the_same_run_when_opened():

@@ -32,18 +32,18 @@ def watch(run_key: tuple, gd, title: str) -> None:
         r = state.get(ss, "run", PAGE)
         return r if r is not None and r.key == run_key else None
 
-    def draw(r: live.LiveRun) -> None:
+    def draw(r: live.LiveRun, traces: list) -> None:
         what = "tuning ε by dual averaging · " if r.adapting else ""
         st.progress(r.fraction, text=f"{what}step {r.step:,} of {r.total:,} · "
                                      f"{r.rate:,.0f} steps/s")
-        tr = r.trace
-        if tr is not None:
-            panels.chart(figures.chains_figure(gd, tr.x[tr.alive], paths=tr.paths, title=title,
-                                               max_points=figures.LIVE_POINTS),
-                         live=_w("live_chart"))
+        shown = [tr for tr in traces if tr is not None]  # the run's traces during the tick
+        if shown:
+            panels.chart([figures.chains_figure(gd, tr.x[tr.alive], paths=tr.paths,
+                                                title=title, max_points=figures.LIVE_POINTS)
+                          for tr in shown], live=_w("live_chart"))
 
     live_view(job, step=live.advance, done=lambda r: r.finished, draw=draw,
-              stop=Stop("stop", _w("stop"), live.stop))
+              capture=lambda r: r.trace, stop=Stop("stop", _w("stop"), live.stop))
 
 
 def final_figures(r: live.LiveRun, gd, view, title: str) -> dict:

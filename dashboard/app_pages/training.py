@@ -40,9 +40,12 @@ def _w(name: str) -> str:
     return state.widget_key(PAGE, name)
 
 
-def show(sess: train_live.TrainSession, live: bool = False) -> None:
-    """Progress, numbers and figures of a session (``live``: in charts updated in place)."""
-    snap = train_live.snapshot(sess)  # a worker may be training on: read one consistent copy
+def show(sess: train_live.TrainSession, shots: list | None = None) -> None:
+    """Progress, numbers and figures of a session; ``shots``: while live, the snapshots a
+    tick captured, oldest first (the model chart plays them back, updated in place)."""
+    live = shots is not None
+    # a worker may be training on: read one consistent copy
+    snap = shots[-1] if live else train_live.snapshot(sess)
     tr, ev = sess.trainer, snap.last
     total = tr.config.iters
     st.progress(min(1.0, snap.iteration / total),
@@ -73,33 +76,50 @@ def show(sess: train_live.TrainSession, live: bool = False) -> None:
     panels.metric(c[4], "loss", panels.fmt(None if ev is None else ev.loss, 4))
     left, right = st.columns([1, 1], gap="medium")
     with left:
-        panels.chart(figures.model_figure(
-            tr.box, snap.density, tr.dataset.train, None if ev is None else ev.negatives,
-            buffer=snap.buffer, buffer_age=snap.buffer_age,
-            title=f"p_θ at iteration {m['iteration']:,} (last evaluation)" if rows else
-            "the data and the negatives (p_θ from the first evaluation)"),
-            live=_w("live_model") if live else None)
+        if live:  # the density drawn changes at most every REDRAW_S["density"]
+            panels.chart([_model(tr, s, *_throttled("density", sess, lambda s=s: (
+                s.density, s.rows[-1]["iteration"] if s.rows else None), bool(s.rows)))
+                for s in shots], live=_w("live_model"))
+        else:
+            panels.chart(_model(tr, snap, snap.density,
+                                rows[-1]["iteration"] if rows else None))
     with right:
-        panels.chart(_curves(sess, snap, live), live=_w("live_curves") if live else None)
+        def curves():
+            return figures.training_curves(rows, snap.losses, total=total,
+                                           entropy=tr.evaluator.entropy,
+                                           adversarial=sess.adversarial)
+        if live:
+            panels.chart(_throttled("curves", sess, curves), live=_w("live_curves"))
+        else:
+            panels.chart(curves())
 
 
-CURVES_PERIOD_S = 1.0  # while live, the curves are redrawn this often (and at each evaluation)
+def _model(tr, snap: train_live.Snapshot, density, iteration: int | None):
+    """The model figure: ``density`` (of the evaluation at ``iteration``), the data and the
+    snapshot's negatives."""
+    ev = snap.last
+    return figures.model_figure(
+        tr.box, density, tr.dataset.train, None if ev is None else ev.negatives,
+        buffer=snap.buffer, buffer_age=snap.buffer_age,
+        title=f"p_θ at iteration {iteration:,} (last evaluation shown)"
+        if iteration is not None else
+        "the data and the negatives (p_θ from the first evaluation)")
 
 
-def _curves(sess: train_live.TrainSession, snap: train_live.Snapshot, live: bool):
-    """The training curves; while ``live``, the same figure until an evaluation or
-    CURVES_PERIOD_S later: redrawing four subplots per tick for one more loss point cost the
-    browser ~70 ms (measured), half a core at the live view's 8 ticks a second."""
-    tr = sess.trainer
-    key, now = (id(sess), len(snap.rows)), time.monotonic()
-    memo = ss.get("_training_curves")
-    if not live or memo is None or memo[0] != key or now - memo[1] >= CURVES_PERIOD_S:
-        fig = figures.training_curves(snap.rows, snap.losses, total=tr.config.iters,
-                                      entropy=tr.evaluator.entropy,
-                                      adversarial=sess.adversarial)
-        if not live:
-            return fig
-        memo = ss["_training_curves"] = (key, now, fig)
+# While live, a chart that a full Plotly redraw updates (new contours, more curve points)
+# is rebuilt at most this often (seconds): at each evaluation, about every second at the
+# defaults, the three cost the browser 80-140 ms each (measured), a fifth of a core beside
+# the negatives moving five times a second.
+REDRAW_S = {"density": 2.0, "curves": 2.0, "evolution": 5.0}
+
+
+def _throttled(name: str, sess: train_live.TrainSession, build, first: bool = True):
+    """``build()``, or what it gave less than ``REDRAW_S[name]`` ago for this session; built
+    at once when ``first`` becomes true (the first evaluation is shown when it comes)."""
+    key, now = (id(sess), first), time.monotonic()
+    memo = ss.get(f"_training_{name}")
+    if memo is None or memo[0] != key or now - memo[1] >= REDRAW_S[name]:
+        memo = ss[f"_training_{name}"] = (key, now, build())
     return memo[2]
 
 
@@ -112,12 +132,12 @@ def live(sess_key: tuple) -> None:
 
     # pump: a worker trains on while the fragment draws, so drawing does not slow training;
     # the worker takes its turns itself (it steps aside for lighter sessions)
-    def draw(s: train_live.TrainSession) -> None:
-        show(s, live=True)
+    def draw(s: train_live.TrainSession, shots: list) -> None:
+        show(s, shots)
         evolution(s, live=True)
 
     live_view(job, step=train_live.pump, done=lambda s: s.status != "running", draw=draw,
-              fair=False)
+              capture=train_live.snapshot, fair=False)
 
 
 def evolution(sess: train_live.TrainSession, live: bool = False) -> None:
@@ -127,24 +147,29 @@ def evolution(sess: train_live.TrainSession, live: bool = False) -> None:
     if len(frames) < 2:
         return
 
-    def fig():
-        # built once per set of snapshots, not once per live tick
-        key = (id(sess), live, tuple(f.iteration for f in frames))
-        memo = ss.get("_training_evolution")
+    def build():  # the figure, with how many snapshots it shows and the last one's iteration
+        return (len(frames), frames[-1].iteration,
+                figures.evolution_figure(tr.box, frames, tr.dataset.train, at_last=live))
+
+    def fig():  # while live, at most every REDRAW_S["evolution"]; after, once per stop
+        if live:
+            return _throttled("evolution", sess, build)
+        key = (id(sess), tuple(f.iteration for f in frames))
+        memo = ss.get("_training_evolution_final")
         if memo is None or memo[0] != key:
-            memo = ss["_training_evolution"] = (
-                key, figures.evolution_figure(tr.box, frames, tr.dataset.train, at_last=live))
+            memo = ss["_training_evolution_final"] = (key, build())
         return memo[1]
 
     label = "how the model evolved: a snapshot per evaluation"  # one label: stays open
     with st.expander(label if live else f"{label} ({len(frames)})", icon=":material/movie:"):
+        n, last, shown = fig()
         if live:
-            st.caption(f"{len(frames)} snapshots so far, up to iteration "
-                       f"{frames[-1].iteration:,}: each new one is shown as it comes (once "
-                       "the animation playing ends).")
-        panels.chart(fig(), live=_w("live_evolution") if live else None)
+            st.caption(f"{n} snapshots so far, up to iteration {last:,}: the newest are "
+                       f"added every {REDRAW_S['evolution']:g} s (once the animation playing "
+                       "ends).")
+        panels.chart(shown, live=_w("live_evolution") if live else None)
         panels.download_html("interactive HTML", lambda: [("the model at each evaluation",
-                                                           fig())],
+                                                           fig()[2])],
                              "Langevin Lab: an EBM in training", "ebm_evolution.html",
                              key=_w("dl_evolution"))
 

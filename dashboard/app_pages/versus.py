@@ -39,21 +39,22 @@ def twin_live(keys: tuple, gd, titles) -> None:
         runs = state.get(ss, "run", PAGE)
         return runs if runs is not None and runs[0].key == keys[0] else None
 
-    def draw(runs: tuple) -> None:
+    def draw(runs: tuple, traces: list) -> None:
         st.progress(runs[0].fraction, text=f"step {runs[0].step:,} of {runs[0].total:,}")
-        a, b = runs[0].trace, runs[1].trace
-        if a is not None and b is not None:
+        shown = [(a, b) for a, b in traces if a is not None and b is not None]
+        if shown:
             # not LIVE_POINTS: moved without a redraw, the two panels' SVG points lost the
             # contours of both and the right panel's points (seen in Chromium); WebGL redraws
-            panels.chart(figures.twin_figure(gd, a.x[a.alive], b.x[b.alive], titles=titles),
-                         live=_w("live_chart"))
+            panels.chart([figures.twin_figure(gd, a.x[a.alive], b.x[b.alive], titles=titles)
+                          for a, b in shown], live=_w("live_chart"))
 
     def stop(runs: tuple) -> None:
         for r in runs:
             live.stop(r)
 
     live_view(job, step=live.advance_all, done=lambda runs: all(r.finished for r in runs),
-              draw=draw, stop=Stop("stop", _w("stop"), stop))
+              draw=draw, capture=lambda runs: (runs[0].trace, runs[1].trace),
+              stop=Stop("stop", _w("stop"), stop))
 
 
 def sweep_section(tkey: tuple, values: dict) -> None:

@@ -1,7 +1,8 @@
 """The live chart's page on its own, driven as Streamlit drives it (render messages).
 
-A render that only moves the points of scatter traces over fixed axes must take Plotly's
-animation path (no Plotly.react) and leave every point where the new data puts it; any
+A render that only moves the points of scatter traces over fixed axes must move them
+without Plotly.react (markers in place, lines through Plotly's animation path) and leave
+every point where the new data puts it; any
 other change (the layout, a trace's style, an autoranged axis, a WebGL trace) must go
 through Plotly.react; an unchanged render draws nothing.
 """
@@ -35,6 +36,23 @@ SPY = """() => {
     const parts = texts.map((t, i) => short.includes(i) ? [tags[i]] : t);
     window.postMessage({type: 'streamlit:render', args: {parts: parts, tags: tags,
                         framed: false, config: '{}'}}, '*');
+  };
+  const tag = (t) => { let h = 0; for (const c of t) h = (h * 31 + c.charCodeAt(0)) % 2 ** 40;
+                       return h; };
+  // several states in one render, drawn `gap` ms apart: each text travels once
+  // (`short`: every text as its [tag] only, as to a page that already has them)
+  window.renderStates = (states, gap, short = false) => {
+    const texts = [...new Set(states.flat())];
+    window.postMessage({type: 'streamlit:render', args: {
+      parts: texts.map((t) => short ? [tag(t)] : t), tags: texts.map(tag),
+      states: states.map((s) => s.map(tag)), gap: gap, framed: false, config: '{}'}}, '*');
+  };
+  // the x of the points each animation moved to, in order
+  window.moves = [];
+  const animate = Plotly.animate;
+  Plotly.animate = function (gd, frame, ...rest) {
+    window.moves.push(frame.data[0].x);
+    return animate.call(this, gd, frame, ...rest);
   };
 }"""
 UPDATES = "() => Number(document.getElementById('chart').dataset.updates || 0)"
@@ -89,18 +107,49 @@ def _render(page, texts, updates):
     return page.evaluate("() => window.calls")
 
 
-def test_moving_points_animate_and_land_where_the_data_puts_them(chart):
+def test_moving_markers_are_moved_in_place_where_the_data_puts_them(chart):
     rng = np.random.default_rng(0)
     a, b = rng.uniform(-2, 2, (2, 40)).round(4)
     assert _render(chart, [DENSITY, _trace(a, b), _layout()], 1) == {"react": 1, "animate": 0}
-    for step in range(1, 4):  # the chains move three times: no redraw of the chart
+    for step in range(1, 4):  # the chains move three times: no Plotly call at all
         a, b = (a + rng.normal(0, 0.3, 40)).round(4), (b + rng.normal(0, 0.3, 40)).round(4)
         calls = _render(chart, [DENSITY, _trace(a, b), _layout()], 1 + step)
-        assert calls == {"react": 1, "animate": step}
+        assert calls == {"react": 1, "animate": 0}
         pts = chart.evaluate(POINTS, 1)
         assert np.allclose(pts["drawn"], pts["want"], atol=0.5), "points not where data says"
         assert np.allclose(chart.evaluate("() => document.getElementById('chart')"
                                           "._fullData[1].x"), a)
+        # what hover reads: Plotly's per-point record of the trace
+        held = chart.evaluate("() => document.getElementById('chart').calcdata[1]"
+                              ".map((d) => [d.x, d.y])")
+        assert np.allclose(held, np.stack([a, b], axis=1))
+    # a full redraw after the moves starts from the moved data (Plotly's own record)
+    a2 = (a + 0.1).round(4)
+    _render(chart, [DENSITY, _trace(a2, b), _layout(title="run, later")], 5)
+    pts = chart.evaluate(POINTS, 1)
+    assert np.allclose(pts["drawn"], pts["want"], atol=0.5)
+    assert np.allclose(chart.evaluate("() => document.getElementById('chart')._fullData[1].x"),
+                       a2)
+
+
+@pytest.mark.parametrize("mode", ["lines", "lines+markers"])
+def test_moving_lines_animate_and_land_where_the_data_puts_them(chart, mode):
+    # a path grows and moves: Plotly's animation path (no full redraw)
+    def path(n):
+        x = np.linspace(-2, 2, n).round(4)
+        return json.dumps({**json.loads(_trace(x, np.sin(x).round(4))), "mode": mode})
+
+    _render(chart, [DENSITY, path(10), _layout()], 1)
+    assert _render(chart, [DENSITY, path(12), _layout()], 2) == {"react": 1, "animate": 1}
+    assert len(chart.evaluate("() => document.getElementById('chart')._fullData[1].x")) == 12
+
+
+def test_markers_in_a_new_number_animate(chart):
+    _render(chart, [DENSITY, _trace([0, 1], [1, 0]), _layout()], 1)
+    assert _render(chart, [DENSITY, _trace([0, 1, 2], [1, 0, 1]), _layout()], 2) == {
+        "react": 1, "animate": 1}
+    pts = chart.evaluate(POINTS, 1)
+    assert len(pts["drawn"]) == 3 and np.allclose(pts["drawn"], pts["want"], atol=0.5)
 
 
 @pytest.mark.parametrize("change", ["layout", "style", "autorange", "webgl"])
@@ -146,3 +195,44 @@ def test_renders_arriving_while_it_rests_are_skipped_but_their_texts_kept(chart)
     drawn = chart.evaluate("() => { const d = document.getElementById('chart')._fullData;"
                            " return [d[0].z, d[1].x]; }")
     assert drawn == [z2, [0.5, 1]]
+
+
+@pytest.mark.parametrize("gap", [150, 0])
+def test_the_states_of_one_render_are_drawn_in_order_a_gap_apart(chart, gap):
+    # a live view's tick sends the run at three moments; 150 ms apart, each is drawn (the
+    # path moves three times, in order: Plotly.animate sees each); due all at once (gap
+    # 0), only the newest is
+    def path(x):
+        return json.dumps({**json.loads(_trace(x, [1, 0])), "mode": "lines"})
+
+    _render(chart, [DENSITY, path([0, 1]), _layout()], 1)
+    chart.wait_for_function(IDLE)
+    xs = [[0.1, 1.1], [0.2, 1.2], [0.3, 1.3]]
+    states = [[DENSITY, path(x), _layout()] for x in xs]
+    t0 = chart.evaluate("([s, g]) => { window.renderStates(s, g); return performance.now(); }",
+                        [states, gap])
+    drawn = 3 if gap else 1
+    chart.wait_for_function(f"() => ({UPDATES})() >= {1 + drawn}")
+    chart.wait_for_function(IDLE)
+    t1 = chart.evaluate("() => performance.now()")
+    assert chart.evaluate(UPDATES) == 1 + drawn and chart.evaluate(RESENDS) == 0
+    assert chart.evaluate("() => window.calls") == {"react": 1, "animate": drawn}
+    assert chart.evaluate("() => window.moves") == xs[-drawn:]
+    assert chart.evaluate("() => document.getElementById('chart')._fullData[1].x") == xs[-1]
+    if gap:  # the last state waits its turn: two gaps after the first
+        assert t1 - t0 >= 2 * gap
+
+
+def test_a_page_missing_texts_asks_once_per_render(chart):
+    # a new iframe sent tags it never got the texts of (three states of one render): it
+    # asks for everything once and draws nothing until the answer
+    states = [[DENSITY, _trace([0, k], [1, 0]), _layout()] for k in range(3)]
+    chart.evaluate("([s, g]) => window.renderStates(s, g, true)", [states, 50])
+    chart.wait_for_function(f"() => ({RESENDS})() >= 1")
+    chart.wait_for_function(IDLE)
+    assert chart.evaluate(RESENDS) == 1 and chart.evaluate(UPDATES) == 0
+    chart.evaluate("([s, g]) => window.renderStates(s, g)", [states, 50])  # the answer
+    chart.wait_for_function(f"() => ({UPDATES})() >= 1")
+    chart.wait_for_function(IDLE)
+    assert chart.evaluate(RESENDS) == 1
+    assert chart.evaluate("() => document.getElementById('chart')._fullData[1].x") == [0, 2]
