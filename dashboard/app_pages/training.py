@@ -76,13 +76,12 @@ def show(sess: train_live.TrainSession, shots: list | None = None) -> None:
     panels.metric(c[4], "loss", panels.fmt(None if ev is None else ev.loss, 4))
     left, right = st.columns([1, 1], gap="medium")
     with left:
-        if live:  # the density drawn changes at most every REDRAW_S["density"]
-            panels.chart([_model(tr, s, *_throttled("density", sess, lambda s=s: (
-                s.density, s.rows[-1]["iteration"] if s.rows else None), bool(s.rows)))
-                for s in shots], live=_w("live_model"))
+        if live:
+            panels.chart([_model(tr, s, *_shown_density(sess, s)) for s in shots],
+                         live=_w("live_model"))
         else:
             panels.chart(_model(tr, snap, snap.density,
-                                rows[-1]["iteration"] if rows else None))
+                                rows[-1]["iteration"] if rows else None, last=True))
     with right:
         def curves():
             return figures.training_curves(rows, snap.losses, total=total,
@@ -94,16 +93,24 @@ def show(sess: train_live.TrainSession, shots: list | None = None) -> None:
             panels.chart(curves())
 
 
-def _model(tr, snap: train_live.Snapshot, density, iteration: int | None):
-    """The model figure: ``density`` (of the evaluation at ``iteration``), the data and the
-    snapshot's negatives."""
+def _model(tr, snap: train_live.Snapshot, density, iteration: int | None,
+           last: bool = False):
+    """The model figure: ``density`` (of the evaluation at ``iteration``; ``last``: the
+    run's last one so far), the data and the snapshot's negatives."""
     ev = snap.last
     return figures.model_figure(
         tr.box, density, tr.dataset.train, None if ev is None else ev.negatives,
         buffer=snap.buffer, buffer_age=snap.buffer_age,
-        title=f"p_θ at iteration {iteration:,} (last evaluation shown)"
+        title=f"p_θ at iteration {iteration:,}{' (last evaluation)' if last else ''}"
         if iteration is not None else
         "the data and the negatives (p_θ from the first evaluation)")
+
+
+def _shown_density(sess: train_live.TrainSession, snap: train_live.Snapshot) -> tuple:
+    """While live, the density drawn and its evaluation's iteration: the newest, changed
+    at most every ``REDRAW_S["density"]`` (the first evaluation at once)."""
+    return _throttled("density", sess, lambda: (
+        snap.density, snap.rows[-1]["iteration"] if snap.rows else None), bool(snap.rows))
 
 
 # While live, a chart that a full Plotly redraw updates (new contours, more curve points)
