@@ -38,6 +38,17 @@ FRAME_S = TICK_S / SHOTS
 SLICE_BUDGET_S = 0.06
 
 
+# Streamlit dims a rerunning script's elements until each is sent again (and greys an
+# expander's border); a live fragment reruns three times a second, so its charts and
+# numbers faded and came back all the time (sampled every 50 ms on the training page: 15
+# elements dimmed and as many transitions running in most samples, the browser repainting
+# the charts for each). Inside a live view they stay as drawn.
+LIVE_KEY = "live-view"  # the key of each live view's container starts with this
+STEADY_CSS = (f"<style>[class*='st-key-{LIVE_KEY}-'] [data-stale='true'] "
+              "{opacity: 1 !important;} "
+              f"[class*='st-key-{LIVE_KEY}-'] * {{transition: none !important;}}</style>")
+
+
 def _first_sight(j: Any) -> bool:
     """True the first time a tick of this session sees the finished job ``j``: the page
     reruns once for it (a tick of a lost connection's run must not rerun it again and again)."""
@@ -83,6 +94,7 @@ def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
 
     who = scheduler.owner()
     first = job()
+    st.html(STEADY_CSS)  # style only: drawn in no place of the page
     # a job that a worker thread steps may finish between two ticks: the first tick that
     # sees it done still reruns the page (only a view that went live with it unfinished)
     live = running and first is not None and not done(first)
@@ -115,4 +127,5 @@ def live_view(job: Callable[[], Any], *, step: Callable[[Any, float], Any],
         else:
             draw(j, shots or [capture(j)])
 
-    tick()
+    with st.container(key=f"{LIVE_KEY}-{draw.__module__}-{draw.__qualname__}"):
+        tick()

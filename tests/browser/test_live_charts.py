@@ -1,7 +1,8 @@
 """Live views in a real browser: one persistent chart, updated in place, never blank.
 
 During a live run the page's DOM is sampled every 100 ms for 10 s, inside the browser:
-each sample must show the live chart with its traces, and the chart's own update counter
+each sample must show the live chart with its traces, none of the live view's elements
+dimmed (Streamlit fades a rerunning fragment's), and the chart's own update counter
 (incremented by each in-place redraw) must only grow, which it cannot do across a remount.
 The chart must also keep being redrawn while the run is live; the update rate over the
 samples is reported (a rate is a benchmark figure, not a timed assertion).
@@ -32,8 +33,8 @@ WARM_ITERS = 30  # iterations the page has trained before its rate is measured
 WARMUP_UPDATES = 3  # the chart has drawn this often before sampling starts (a steady state)
 
 # Samples every `period` ms, `n` times: per sample the time, the live chart's trace count
-# and update counter (null when no live chart is drawn), whether a run is in progress and
-# its progress line.
+# and update counter (null when no live chart is drawn), whether a run is in progress, its
+# progress line, and how many elements of the live view are drawn dimmed.
 _SAMPLE_JS = r"""
 ([n, period]) => new Promise((done) => {
   const out = [];
@@ -51,8 +52,12 @@ _SAMPLE_JS = r"""
       }
     }
     const bar = document.querySelector('[data-testid="stProgress"]');
+    // elements of the live view drawn dimmed (Streamlit fades a rerunning fragment's)
+    const dim = [...document.querySelectorAll(
+      '[class*="st-key-live-view-"] [data-testid="stElementContainer"]')]
+      .filter((e) => getComputedStyle(e).opacity !== '1').length;
     out.push({t: performance.now(), chart: best, running: !!bar,
-              progress: bar ? bar.innerText : ""});
+              progress: bar ? bar.innerText : "", dim: dim});
     if (out.length >= n) done(out); else setTimeout(look, period);
   };
   look();
@@ -89,6 +94,8 @@ def _watch(page, report, what: str) -> None:
            f"with a core each for server and browser; load {os.getloadavg()[0]:.1f} on "
            f"{os.cpu_count()} cores)")
     assert not blank, f"no live chart (or no traces) in samples {blank}"
+    dimmed = [i for i, s in enumerate(live) if s["dim"]]
+    assert not dimmed, f"the live view was drawn dimmed in samples {dimmed}"
     assert counts == sorted(counts), f"the chart was remounted: counters {counts}"
     assert counts[-1] > counts[0], f"the chart was not redrawn while the run was live: {counts}"
     # only what changed travels: a page that missed a render asks for everything once (how
