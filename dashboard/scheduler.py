@@ -1,6 +1,6 @@
 """Fair sharing of the server's cores between sessions, and the dashboard's work budget.
 
-Every slice of live work (a tick of a live view, the first compute of a page run) runs in
+Every slice of live work (a slice of a live view's tick, the first compute of a page run) runs in
 a *turn* (:meth:`FairTurns.turn`): at most :data:`SLOTS` turns compute at once, and when
 several sessions wait, the one that computed least lately goes first. A heavy session
 therefore gets what is left once light ones are served, and a light session waits at most
