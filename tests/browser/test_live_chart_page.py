@@ -144,6 +144,20 @@ def test_moving_lines_animate_and_land_where_the_data_puts_them(chart, mode):
     assert len(chart.evaluate("() => document.getElementById('chart')._fullData[1].x")) == 12
 
 
+def test_markers_with_colours_per_point_animate_and_take_the_new_colours(chart):
+    # the replay buffer: its points' colours (ages) and hover data change as they move
+    def buffer(x, ages):
+        return json.dumps({**json.loads(_trace(x, [1, 0])), "customdata": ages,
+                           "marker": {"size": 5, "color": ages, "colorscale": "Viridis"}})
+
+    _render(chart, [DENSITY, buffer([0, 1], [1, 2]), _layout()], 1)
+    assert _render(chart, [DENSITY, buffer([0.5, 1.5], [3, 9]), _layout()], 2) == {
+        "react": 1, "animate": 1}
+    full = chart.evaluate("() => { const t = document.getElementById('chart')._fullData[1];"
+                          " return [t.x, t.marker.color, t.customdata]; }")
+    assert full == [[0.5, 1.5], [3, 9], [3, 9]]
+
+
 def test_markers_in_a_new_number_animate(chart):
     _render(chart, [DENSITY, _trace([0, 1], [1, 0]), _layout()], 1)
     assert _render(chart, [DENSITY, _trace([0, 1, 2], [1, 0, 1]), _layout()], 2) == {
